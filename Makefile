@@ -1,0 +1,74 @@
+# Everything runs from the project's own virtualenv; `make plan` or `make test` on a fresh
+# machine creates it and installs the pinned requirements first.
+PYTHON_SYSTEM ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STACK ?= dev
+STACKS := $(patsubst Pulumi.%.yaml,%,$(wildcard Pulumi.*.yaml))
+POLICY_CONFIG = policies/config/$(STACK).json
+
+.PHONY: help install plan plans check test lint typecheck unit recommend loadtest bench preview up destroy clean
+
+help:
+	@echo "make plan [STACK=dev]           offline preview: resource tree, plan.json, manifests, policies, graph (no CLI, no cloud)"
+	@echo "make check MANIFESTS='a.yaml'   run the policy pack over plain Kubernetes YAML"
+	@echo "make test                       lint, type-check, tests"
+	@echo "make recommend MODEL=hf/id      smallest TPU slice that fits a model"
+	@echo "make loadtest URL=http://...    measure a running server and recommend an HPA target"
+	@echo "make bench                      offline plan speed ratios"
+	@echo "make preview|up|destroy STACK=  the Pulumi CLI with the policy pack (needs the CLI and GCP credentials)"
+
+$(VENV)/.installed: requirements.txt requirements-dev.txt
+	test -x $(PY) || $(PYTHON_SYSTEM) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -r requirements.txt -r requirements-dev.txt
+	touch $@
+
+install: $(VENV)/.installed
+
+plan: install
+	$(PY) -m offline_plan --stack $(STACK) --policy-config $(POLICY_CONFIG)
+
+plans: install
+	@for s in $(STACKS); do $(MAKE) --no-print-directory plan STACK=$$s || exit 1; done
+
+check: install
+	@test -n "$(MANIFESTS)" || { echo "usage: make check MANIFESTS='a.yaml b.yaml' [POLICY_CONFIG=policies/config/prod.json]"; exit 2; }
+	$(PY) -m policy_runner check $(MANIFESTS) --config $(or $(POLICY_CONFIG_FILE),policies/config/prod.json)
+
+lint: install
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+typecheck: install
+	$(VENV)/bin/mypy .
+
+unit: install
+	$(PY) -m pytest
+
+test: lint typecheck unit
+
+recommend: install
+	@test -n "$(MODEL)" || { echo "usage: make recommend MODEL=meta-llama/Llama-3.1-70B [GENERATION=v6e] [MAX_MODEL_LEN=4096] [JSON=1]"; exit 2; }
+	$(PY) -m recommend --model $(MODEL) $(if $(GENERATION),--generation $(GENERATION)) \
+		$(if $(MAX_MODEL_LEN),--max-model-len $(MAX_MODEL_LEN)) $(if $(JSON),--json)
+
+loadtest: install
+	$(PY) -m loadtest $(if $(URL),--url $(URL)) $(if $(MODEL),--model $(MODEL)) $(if $(CONCURRENCY),--concurrency $(CONCURRENCY)) \
+		$(if $(DURATION),--duration $(DURATION)) $(if $(PROMPTS),--prompts $(PROMPTS)) $(if $(JSON),--json)
+
+bench: install
+	$(PY) -m offline_plan.bench
+
+# The real thing: needs the Pulumi CLI, `pulumi login` and GCP credentials.
+preview: install
+	pulumi preview --stack $(STACK) --policy-pack policies --policy-pack-config $(POLICY_CONFIG)
+
+up: install
+	pulumi up --stack $(STACK) --policy-pack policies --policy-pack-config $(POLICY_CONFIG)
+
+destroy:
+	pulumi destroy --stack $(STACK)
+
+clean:
+	rm -rf build .mypy_cache .ruff_cache .pytest_cache

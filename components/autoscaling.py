@@ -1,0 +1,69 @@
+"""Autoscaling: one model's HorizontalPodAutoscaler on a vLLM metric from Managed Prometheus."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pulumi
+import pulumi_kubernetes as k8s
+
+from components import facts
+from components.config import ModelConfig
+
+# A replica takes minutes (cold: up to half an hour) to serve: add one at a time, wait to see
+# its effect, and give capacity back slowly so a dip in traffic does not throw away a warm slice.
+SCALE_UP_WINDOW_SECONDS = 120
+SCALE_UP_PERIOD_SECONDS = 300
+SCALE_DOWN_WINDOW_SECONDS = 1800
+SCALE_DOWN_PERIOD_SECONDS = 600
+
+
+@dataclass(frozen=True)
+class AutoscalingArgs:
+    model: ModelConfig
+    namespace: str
+    deployment: k8s.apps.v1.Deployment
+    metrics_adapter: pulumi.Resource
+    labels: dict[str, str]
+
+
+class Autoscaling(pulumi.ComponentResource):
+    def __init__(self, name: str, args: AutoscalingArgs, opts: pulumi.ResourceOptions | None = None) -> None:
+        super().__init__("tpu-serving:index:Autoscaling", name, None, opts)
+        model = args.model
+        metric = facts.gmp_pod_metric(model.metric_name)
+        hpa = k8s.autoscaling.v2.HorizontalPodAutoscaler(
+            name,
+            metadata={"name": "vllm", "namespace": args.namespace, "labels": args.labels},
+            spec={
+                "scale_target_ref": {
+                    "api_version": "apps/v1",
+                    "kind": "Deployment",
+                    "name": args.deployment.metadata.apply(lambda m: m["name"]),
+                },
+                "min_replicas": model.min_replicas,
+                "max_replicas": model.max_replicas,
+                "metrics": [
+                    {
+                        "type": "Pods",
+                        "pods": {"metric": {"name": metric}, "target": {"type": "AverageValue", "average_value": f"{model.target:g}"}},
+                    }
+                ],
+                "behavior": {
+                    "scale_up": {
+                        "stabilization_window_seconds": SCALE_UP_WINDOW_SECONDS,
+                        "select_policy": "Min",
+                        "policies": [{"type": "Pods", "value": 1, "period_seconds": SCALE_UP_PERIOD_SECONDS}],
+                    },
+                    "scale_down": {
+                        "stabilization_window_seconds": SCALE_DOWN_WINDOW_SECONDS,
+                        "select_policy": "Min",
+                        "policies": [{"type": "Pods", "value": 1, "period_seconds": SCALE_DOWN_PERIOD_SECONDS}],
+                    },
+                },
+            },
+            # The compile-cache guard: no second replica can exist before the first is Ready
+            # (pulumi waits for the Deployment), by which time it has written the cache.
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[args.deployment, args.metrics_adapter]),
+        )
+        self.register_outputs({"hpa": hpa.metadata.apply(lambda m: m["name"]), "metric": metric})

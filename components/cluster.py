@@ -1,0 +1,187 @@
+"""Cluster: the GKE cluster, its private network, the node identity and the one Kubernetes
+provider every Kubernetes object of the stack uses."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import cast
+
+import pulumi
+import pulumi_gcp as gcp
+import pulumi_kubernetes as k8s
+
+from components.config import ClusterConfig
+
+# What nodes need and nothing more (GKE's least-privilege node service account guidance).
+NODE_ROLES = (
+    "roles/logging.logWriter",
+    "roles/monitoring.metricWriter",
+    "roles/monitoring.viewer",
+    "roles/stackdriver.resourceMetadata.writer",
+    "roles/artifactregistry.reader",
+)
+NODE_SUBNET_CIDR = "10.10.0.0/20"
+POD_CIDR = "10.16.0.0/14"
+SERVICE_CIDR = "10.20.0.0/20"
+CONTROL_PLANE_CIDR = "172.16.0.0/28"
+OAUTH_SCOPES = ["https://www.googleapis.com/auth/cloud-platform"]
+
+
+def node_hardening(service_account: pulumi.Input[str]) -> gcp.container.NodePoolNodeConfigArgsDict:
+    """Node settings shared by every pool: own service account, shielded VMs, GKE metadata server."""
+    return {
+        "service_account": service_account,
+        "oauth_scopes": OAUTH_SCOPES,
+        "shielded_instance_config": {"enable_secure_boot": True, "enable_integrity_monitoring": True},
+        "workload_metadata_config": {"mode": "GKE_METADATA"},
+    }
+
+
+@dataclass(frozen=True)
+class ClusterArgs:
+    project: str
+    region: str
+    config: ClusterConfig
+
+
+class Cluster(pulumi.ComponentResource):
+    name: pulumi.Output[str]
+    endpoint: pulumi.Output[str]
+    kubeconfig: pulumi.Output[str]
+    node_service_account: pulumi.Output[str]
+    provider: k8s.Provider
+
+    def __init__(self, name: str, args: ClusterArgs, opts: pulumi.ResourceOptions | None = None) -> None:
+        super().__init__("tpu-serving:index:Cluster", name, None, opts)
+        cfg, child = args.config, pulumi.ResourceOptions(parent=self)
+
+        network = gcp.compute.Network(name, project=args.project, auto_create_subnetworks=False, opts=child)
+        subnet = gcp.compute.Subnetwork(
+            name,
+            project=args.project,
+            region=args.region,
+            network=network.id,
+            ip_cidr_range=NODE_SUBNET_CIDR,
+            private_ip_google_access=True,
+            secondary_ip_ranges=[
+                {"range_name": "pods", "ip_cidr_range": POD_CIDR},
+                {"range_name": "services", "ip_cidr_range": SERVICE_CIDR},
+            ],
+            opts=child,
+        )
+        # Private nodes reach Hugging Face only through NAT.
+        router = gcp.compute.Router(name, project=args.project, region=args.region, network=network.id, opts=child)
+        gcp.compute.RouterNat(
+            name,
+            project=args.project,
+            region=args.region,
+            router=router.name,
+            nat_ip_allocate_option="AUTO_ONLY",
+            source_subnetwork_ip_ranges_to_nat="ALL_SUBNETWORKS_ALL_IP_RANGES",
+            log_config={"enable": True, "filter": "ERRORS_ONLY"},
+            opts=child,
+        )
+
+        node_sa = gcp.serviceaccount.Account(
+            f"{name}-nodes",
+            project=args.project,
+            account_id=f"{cfg.name}-nodes"[:30],
+            display_name=f"GKE nodes of {cfg.name}",
+            opts=child,
+        )
+        for role in NODE_ROLES:
+            gcp.projects.IAMMember(f"{name}-nodes-{role.split('/')[1]}", project=args.project, role=role, member=node_sa.member, opts=child)
+
+        hardening = node_hardening(node_sa.email)
+        cluster = gcp.container.Cluster(
+            name,
+            name=cfg.name,
+            project=args.project,
+            location=args.region,
+            network=network.id,
+            subnetwork=subnet.id,
+            ip_allocation_policy={"cluster_secondary_range_name": "pods", "services_secondary_range_name": "services"},
+            enable_autopilot=cfg.autopilot or None,
+            # Standard: the default pool would run on the default compute SA; replace it with our own pools.
+            remove_default_node_pool=None if cfg.autopilot else True,
+            initial_node_count=None if cfg.autopilot else 1,
+            node_config=None if cfg.autopilot else cast(gcp.container.ClusterNodeConfigArgsDict, hardening),
+            node_locations=None if cfg.autopilot else list(cfg.zones),
+            cluster_autoscaling=(
+                {"auto_provisioning_defaults": {"service_account": node_sa.email, "oauth_scopes": OAUTH_SCOPES}} if cfg.autopilot else None
+            ),
+            min_master_version=cfg.version,
+            release_channel={"channel": cfg.release_channel},
+            deletion_protection=cfg.deletion_protection,
+            workload_identity_config={"workload_pool": f"{args.project}.svc.id.goog"},
+            addons_config={"gcs_fuse_csi_driver_config": {"enabled": True}},
+            monitoring_config={"enable_components": ["SYSTEM_COMPONENTS"], "managed_prometheus": {"enabled": True}},
+            logging_config={"enable_components": ["SYSTEM_COMPONENTS", "WORKLOADS"]},
+            private_cluster_config={
+                "enable_private_nodes": True,
+                "enable_private_endpoint": cfg.private_endpoint,
+                "master_ipv4_cidr_block": CONTROL_PLANE_CIDR,
+            },
+            master_authorized_networks_config=(
+                {"cidr_blocks": [{"display_name": n.name, "cidr_block": n.cidr} for n in cfg.authorized_networks]}
+                if cfg.authorized_networks
+                else None
+            ),
+            master_auth={"client_certificate_config": {"issue_client_certificate": False}},
+            enable_legacy_abac=False,
+            enable_shielded_nodes=True,
+            # Dataplane V2 enforces the NetworkPolicies the servers ship with.
+            datapath_provider="ADVANCED_DATAPATH",
+            opts=child,
+        )
+        if not cfg.autopilot:
+            gcp.container.NodePool(
+                f"{name}-system",
+                name="system",
+                project=args.project,
+                location=args.region,
+                cluster=cluster.name,
+                node_locations=list(cfg.zones),
+                node_count=cfg.system_nodes,
+                node_config={**hardening, "machine_type": cfg.system_machine_type},
+                management={"auto_repair": True, "auto_upgrade": True},
+                opts=child,
+            )
+
+        kubeconfig: pulumi.Output[str] = pulumi.Output.secret(
+            pulumi.Output.all(cluster.name, cluster.endpoint, cluster.master_auth.cluster_ca_certificate).apply(
+                lambda parts: _kubeconfig(*parts)
+            )
+        )
+        self.provider = k8s.Provider(f"{name}-k8s", kubeconfig=kubeconfig, opts=child)
+        self.name, self.endpoint, self.kubeconfig = cluster.name, cluster.endpoint, kubeconfig
+        self.node_service_account = node_sa.email
+        self.register_outputs({"name": self.name, "endpoint": self.endpoint, "kubeconfig": kubeconfig})
+
+
+def _kubeconfig(name: str, endpoint: str, ca_certificate: str) -> str:
+    """A kubeconfig that authenticates through gke-gcloud-auth-plugin, so no token is stored."""
+    context = f"gke_{name}"
+    return json.dumps(
+        {
+            "apiVersion": "v1",
+            "kind": "Config",
+            "clusters": [{"name": context, "cluster": {"server": f"https://{endpoint}", "certificate-authority-data": ca_certificate}}],
+            "contexts": [{"name": context, "context": {"cluster": context, "user": context}}],
+            "current-context": context,
+            "users": [
+                {
+                    "name": context,
+                    "user": {
+                        "exec": {
+                            "apiVersion": "client.authentication.k8s.io/v1beta1",
+                            "command": "gke-gcloud-auth-plugin",
+                            "installHint": "gcloud components install gke-gcloud-auth-plugin",
+                            "provideClusterInfo": True,
+                        }
+                    },
+                }
+            ],
+        }
+    )

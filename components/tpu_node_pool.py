@@ -1,0 +1,115 @@
+"""TpuNodePool: the node pool of one model's TPU slices (GKE Standard), and the placement that
+the model's pods use, so the server and its pool cannot disagree."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import pulumi
+import pulumi_gcp as gcp
+import pulumi_kubernetes as k8s
+
+from components import facts
+from components.cluster import node_hardening
+from components.config import ModelConfig
+
+MODEL_LABEL = "serving.tpu.dev/model"
+# A rollout starts one new replica before it stops an old one (see VllmServer): one spare slice.
+ROLLOUT_SURGE_NODES = 1
+ELASTIC_CAPACITY = ("flex-start", "queued")
+
+
+@dataclass(frozen=True)
+class SlicePlacement:
+    """Where a model's pod runs and what it must request: the TPU node selectors, the chips
+    (all of the node's), and the capacity selectors Autopilot reads."""
+
+    node_selector: dict[str, str]
+    chips_per_node: int
+    tolerations: list[k8s.core.v1.TolerationArgsDict] = field(default_factory=list)
+
+
+def slice_placement(model: ModelConfig, autopilot: bool) -> SlicePlacement:
+    selector = {
+        facts.ACCELERATOR_LABEL: model.generation.accelerator,
+        facts.TOPOLOGY_LABEL: model.slice.topology,
+    }
+    if autopilot:
+        # Autopilot provisions nodes from these selectors; Standard pools carry the labels instead.
+        selector.update(
+            {
+                "spot": {"cloud.google.com/gke-spot": "true"},
+                "flex-start": {"cloud.google.com/gke-flex-start": "true"},
+                "reservation": {
+                    "cloud.google.com/reservation-name": model.reservation or "",
+                    "cloud.google.com/reservation-affinity": "specific",
+                },
+            }.get(model.capacity, {})
+        )
+    else:
+        selector[MODEL_LABEL] = model.name
+    # GKE adds this toleration itself to pods that request google.com/tpu; stating it keeps the
+    # pod schedulable if that admission behaviour ever changes.
+    toleration: k8s.core.v1.TolerationArgsDict = {"key": facts.TPU_RESOURCE, "operator": "Exists", "effect": "NoSchedule"}
+    return SlicePlacement(selector, model.slice.chips_per_vm, [toleration])
+
+
+@dataclass(frozen=True)
+class TpuNodePoolArgs:
+    project: str
+    region: str
+    cluster_name: pulumi.Input[str]
+    service_account: pulumi.Input[str]
+    model: ModelConfig
+
+
+class TpuNodePool(pulumi.ComponentResource):
+    placement: SlicePlacement
+    pool_name: pulumi.Output[str]
+
+    def __init__(self, name: str, args: TpuNodePoolArgs, opts: pulumi.ResourceOptions | None = None) -> None:
+        super().__init__("tpu-serving:index:TpuNodePool", name, None, opts)
+        model = args.model
+        self.placement = slice_placement(model, autopilot=False)
+        elastic = model.capacity in ELASTIC_CAPACITY
+        node_config: gcp.container.NodePoolNodeConfigArgsDict = {
+            **node_hardening(args.service_account),
+            "machine_type": model.slice.machine_type,
+            "labels": {MODEL_LABEL: model.name},
+            "spot": model.capacity == "spot" or None,
+            "flex_start": model.capacity == "flex-start" or None,
+            "reservation_affinity": _reservation_affinity(model),
+        }
+        pool = gcp.container.NodePool(
+            name,
+            name=f"tpu-{model.name}",
+            project=args.project,
+            location=args.region,
+            cluster=args.cluster_name,
+            node_locations=list(model.zones),
+            node_config=node_config,
+            placement_policy={"type": "COMPACT", "tpu_topology": model.slice.topology},
+            # Flex-start and queued capacity is granted on demand, so such pools rest at zero.
+            initial_node_count=0 if elastic else model.min_replicas,
+            autoscaling={
+                "total_min_node_count": 0 if elastic else model.min_replicas,
+                "total_max_node_count": model.max_replicas + ROLLOUT_SURGE_NODES,
+                "location_policy": "ANY",
+            },
+            queued_provisioning={"enabled": True} if model.capacity == "queued" else None,
+            management={"auto_repair": True, "auto_upgrade": True},
+            opts=pulumi.ResourceOptions(parent=self, ignore_changes=["initialNodeCount"]),
+        )
+        self.pool_name = pool.name
+        self.register_outputs({"poolName": pool.name, "nodeSelector": self.placement.node_selector})
+
+
+def _reservation_affinity(model: ModelConfig) -> gcp.container.NodePoolNodeConfigReservationAffinityArgsDict | None:
+    if model.reservation is not None:
+        return {
+            "consume_reservation_type": "SPECIFIC_RESERVATION",
+            "key": "compute.googleapis.com/reservation-name",
+            "values": [model.reservation],
+        }
+    # Flex-start and queued capacity must not draw from reservations.
+    return {"consume_reservation_type": "NO_RESERVATION"} if model.capacity in ELASTIC_CAPACITY else None

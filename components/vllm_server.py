@@ -1,0 +1,279 @@
+"""VllmServer: one model's vLLM server on its TPU slice: secrets, Deployment, Service,
+PodMonitoring, NetworkPolicy and PodDisruptionBudget."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+
+import pulumi
+import pulumi_kubernetes as k8s
+
+from components import facts
+from components.config import ModelConfig
+from components.tpu_node_pool import SlicePlacement
+
+NAME = "vllm"
+DATA_DIR = "/data"
+HF_TOKEN_DIR = "/var/run/secrets/hf"
+API_KEY_DIR = "/var/run/secrets/vllm"
+# An internal load balancer keeps client addresses; without sourceRanges, the private 10/8 may call.
+PRIVATE_CLIENTS = "10.0.0.0/8"
+PRESTOP_SECONDS = 15  # lets the load balancer stop sending new requests before vLLM drains
+COMPILE_CACHE_ANNOTATION = "serving.tpu.dev/compile-cache"
+# Checkov cannot know this; each reason is true for vllm/vllm-tpu (its Dockerfile sets no USER).
+ROOT_SKIPS = {
+    "checkov.io/skip1": "CKV_K8S_23=vllm/vllm-tpu has no USER and GKE documents TPU device access for root only",
+    "checkov.io/skip2": "CKV_K8S_40=same image: runs as root; privilege escalation and all capabilities are dropped",
+    "checkov.io/skip3": "CKV_K8S_43=pinned by release tag; Docker Hub digests of vllm/vllm-tpu are not resolvable offline",
+}
+# Wraps the server so the API key is read from a mounted file into the process environment only.
+LAUNCHER = (
+    'if [ -n "$VLLM_API_KEY_FILE" ]; then VLLM_API_KEY="$(cat "$VLLM_API_KEY_FILE")"; export VLLM_API_KEY; fi; '
+    'exec python3 -m vllm.entrypoints.openai.api_server "$@"'
+)
+
+
+def serving_args(model: ModelConfig) -> list[str]:
+    args = [
+        "--host=0.0.0.0",
+        f"--port={facts.VLLM_PORT}",
+        f"--model={model.hf_id}",
+        f"--tensor-parallel-size={model.tensor_parallel_size}",
+        f"--max-model-len={model.max_model_len}",
+        f"--max-num-batched-tokens={model.max_num_batched_tokens}",
+        f"--max-num-seqs={model.max_num_seqs}",
+        f"--gpu-memory-utilization={model.gpu_memory_utilization}",
+        f"--download-dir={DATA_DIR}/models",
+    ]
+    if model.shutdown_timeout_seconds:
+        args.append(f"--shutdown-timeout={model.shutdown_timeout_seconds}")
+    return args
+
+
+def compile_cache_key(model: ModelConfig) -> str:
+    """Graphs compiled for one image, model, slice and set of args are only valid for exactly
+    those; a new key per combination means no replica ever reuses or overwrites stale graphs."""
+    identity = [model.image_tag, model.generation.name, model.slice.topology, *serving_args(model)]
+    return hashlib.sha256(json.dumps(identity).encode()).hexdigest()[:16]
+
+
+@dataclass(frozen=True)
+class VllmServerArgs:
+    model: ModelConfig
+    namespace: str
+    namespace_resource: pulumi.Resource
+    service_account_name: pulumi.Input[str]
+    bucket_name: pulumi.Input[str]
+    placement: SlicePlacement
+    autopilot: bool
+    hf_token: pulumi.Input[str]
+    api_key: pulumi.Input[str] | None
+    labels: dict[str, str]
+    # An HPA will own the replica count (and is only created once this Deployment is ready).
+    autoscaled: bool
+    node_pool: pulumi.Resource | None
+
+
+class VllmServer(pulumi.ComponentResource):
+    deployment: k8s.apps.v1.Deployment
+    service_address: pulumi.Output[str]
+    curl: pulumi.Output[str]
+
+    def __init__(self, name: str, args: VllmServerArgs, opts: pulumi.ResourceOptions | None = None) -> None:
+        super().__init__("tpu-serving:index:VllmServer", name, None, opts)
+        model, labels = args.model, args.labels
+        in_namespace = pulumi.ResourceOptions(parent=self, depends_on=[args.namespace_resource])
+
+        def metadata(object_name: str, annotations: dict[str, str] | None = None) -> k8s.meta.v1.ObjectMetaArgsDict:
+            return {"name": object_name, "namespace": args.namespace, "labels": labels, "annotations": annotations}
+
+        hf_secret = k8s.core.v1.Secret(
+            f"{name}-hf-token", metadata=metadata("hf-token"), type="Opaque", string_data={"token": args.hf_token}, opts=in_namespace
+        )
+        secret_volumes: list[k8s.core.v1.VolumeArgsDict] = [
+            {"name": "hf-token", "secret": {"secret_name": hf_secret.metadata.apply(lambda m: m["name"]), "default_mode": 0o400}}
+        ]
+        secret_mounts: list[k8s.core.v1.VolumeMountArgsDict] = [{"name": "hf-token", "mount_path": HF_TOKEN_DIR, "read_only": True}]
+        env: list[k8s.core.v1.EnvVarArgsDict] = [
+            {"name": "HF_TOKEN_PATH", "value": f"{HF_TOKEN_DIR}/token"},
+            {"name": "HOME", "value": "/home/vllm"},
+            {"name": facts.XLA_CACHE_ENV, "value": f"{DATA_DIR}/xla-cache/{compile_cache_key(model)}"},
+        ]
+        if args.api_key is not None:
+            key_secret = k8s.core.v1.Secret(
+                f"{name}-api-key", metadata=metadata("api-key"), type="Opaque", string_data={"key": args.api_key}, opts=in_namespace
+            )
+            secret_volumes.append(
+                {"name": "api-key", "secret": {"secret_name": key_secret.metadata.apply(lambda m: m["name"]), "default_mode": 0o400}}
+            )
+            secret_mounts.append({"name": "api-key", "mount_path": API_KEY_DIR, "read_only": True})
+            env.append({"name": "VLLM_API_KEY_FILE", "value": f"{API_KEY_DIR}/key"})
+
+        selector = {"app.kubernetes.io/name": NAME, "app.kubernetes.io/instance": model.name}
+        machine = model.machine
+        resources = {
+            "cpu": str(machine.pod_cpu),
+            "memory": f"{machine.pod_memory_gib}Gi",
+            facts.TPU_RESOURCE: str(args.placement.chips_per_node),
+        }
+        http_get: k8s.core.v1.HTTPGetActionArgsDict = {"path": facts.VLLM_HEALTH_PATH, "port": "http"}
+        container: k8s.core.v1.ContainerArgsDict = {
+            "name": NAME,
+            "image": f"{facts.VLLM_IMAGE_REPOSITORY}:{model.image_tag}",
+            "image_pull_policy": "IfNotPresent",
+            "command": ["/bin/sh", "-c", LAUNCHER, NAME],
+            "args": serving_args(model),
+            "env": env,
+            "ports": [{"name": "http", "container_port": facts.VLLM_PORT, "protocol": "TCP"}],
+            "resources": {"requests": resources, "limits": resources},
+            # A cold start downloads weights and compiles for up to startupMinutes; nothing else
+            # probes until it is done, and liveness then tolerates minutes of a saturated server.
+            "startup_probe": {
+                "http_get": http_get,
+                "period_seconds": 10,
+                "timeout_seconds": 5,
+                "failure_threshold": model.startup_minutes * 6,
+            },
+            "readiness_probe": {"http_get": http_get, "period_seconds": 10, "timeout_seconds": 5, "failure_threshold": 3},
+            "liveness_probe": {"http_get": http_get, "period_seconds": 30, "timeout_seconds": 10, "failure_threshold": 6},
+            "lifecycle": {"pre_stop": {"exec_": {"command": ["/bin/sh", "-c", f"sleep {PRESTOP_SECONDS}"]}}},
+            "security_context": {
+                "allow_privilege_escalation": False,
+                "privileged": False,
+                "read_only_root_filesystem": True,
+                "capabilities": {"drop": ["ALL"]},
+                "seccomp_profile": {"type": "RuntimeDefault"},
+            },
+            "volume_mounts": [
+                {"name": "model-cache", "mount_path": DATA_DIR},
+                {"name": "dshm", "mount_path": "/dev/shm"},
+                {"name": "tmp", "mount_path": "/tmp"},
+                {"name": "home", "mount_path": "/home/vllm"},
+                *secret_mounts,
+            ],
+        }
+        sidecar = facts.GCSFUSE_SIDECAR_AUTOPILOT if args.autopilot else facts.GCSFUSE_SIDECAR_STANDARD
+        pod_spec: k8s.core.v1.PodSpecArgsDict = {
+            "service_account_name": args.service_account_name,
+            "automount_service_account_token": False,
+            "node_selector": args.placement.node_selector,
+            "tolerations": args.placement.tolerations,
+            "termination_grace_period_seconds": PRESTOP_SECONDS + model.shutdown_timeout_seconds + 15,
+            "security_context": {"seccomp_profile": {"type": "RuntimeDefault"}},
+            "containers": [container],
+            "volumes": [
+                {
+                    "name": "model-cache",
+                    "csi": {
+                        "driver": facts.GCSFUSE_DRIVER,
+                        "volume_attributes": {
+                            "bucketName": args.bucket_name,
+                            "mountOptions": ",".join(facts.GCSFUSE_MOUNT_OPTIONS),
+                            "gcsfuseMetadataPrefetchOnMount": "true",
+                        },
+                    },
+                },
+                # The sidecar takes this volume as its file cache: weights are read from RAM.
+                {"name": facts.GCSFUSE_CACHE_VOLUME, "empty_dir": {"medium": "Memory"}},
+                {"name": "dshm", "empty_dir": {"medium": "Memory"}},
+                {"name": "tmp", "empty_dir": {}},
+                {"name": "home", "empty_dir": {}},
+                *secret_volumes,
+            ],
+        }
+        deployment_annotations = {
+            COMPILE_CACHE_ANNOTATION: "single-writer",
+            # pulumi up waits for the first replica through a cold compile, not the default 10 minutes.
+            "pulumi.com/timeoutSeconds": str((model.startup_minutes + 15) * 60),
+        }
+        self.deployment = k8s.apps.v1.Deployment(
+            name,
+            metadata=metadata(NAME, deployment_annotations),
+            spec={
+                # With an HPA the count is its to own; it only exists once this first replica is ready.
+                "replicas": None if args.autoscaled else 1,
+                "selector": {"match_labels": selector},
+                # New pods start one at a time, each after the previous one is ready: one cache writer.
+                "strategy": {"type": "RollingUpdate", "rolling_update": {"max_surge": 1, "max_unavailable": 0}},
+                "template": {
+                    "metadata": {"labels": {**labels, **selector}, "annotations": {"gke-gcsfuse/volumes": "true", **sidecar, **ROOT_SKIPS}},
+                    "spec": pod_spec,
+                },
+            },
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[args.namespace_resource, *([args.node_pool] if args.node_pool else [])]),
+        )
+
+        external = model.exposure == "external"
+        service = k8s.core.v1.Service(
+            name,
+            metadata=metadata(NAME, None if external else {"networking.gke.io/load-balancer-type": "Internal"}),
+            spec={
+                "type": "LoadBalancer",
+                "selector": selector,
+                "ports": [{"name": "http", "port": facts.VLLM_PORT, "target_port": "http", "protocol": "TCP"}],
+                "load_balancer_source_ranges": list(model.source_ranges) or None,
+            },
+            opts=in_namespace,
+        )
+        k8s.apiextensions.CustomResource(
+            name,
+            api_version="monitoring.googleapis.com/v1",
+            kind="PodMonitoring",
+            metadata=metadata(NAME),
+            spec={
+                "selector": {"match_labels": selector},
+                "endpoints": [{"port": facts.VLLM_PORT, "path": facts.VLLM_METRICS_PATH, "interval": "15s"}],
+            },
+            opts=in_namespace,
+        )
+        allowed_sources: list[k8s.networking.v1.NetworkPolicyPeerArgsDict] = [
+            {"ip_block": {"cidr": cidr}} for cidr in (model.source_ranges or (PRIVATE_CLIENTS,))
+        ]
+        network_policy: k8s.networking.v1.NetworkPolicySpecArgsDict = {
+            "pod_selector": {},
+            "policy_types": ["Ingress", "Egress"],
+            "ingress": [
+                {"from_": allowed_sources, "ports": [{"port": facts.VLLM_PORT, "protocol": "TCP"}]},
+                {
+                    "from_": [{"namespace_selector": {"match_labels": {"kubernetes.io/metadata.name": "gmp-system"}}}],
+                    "ports": [{"port": facts.VLLM_PORT, "protocol": "TCP"}],
+                },
+            ],
+            "egress": [
+                # Cluster DNS.
+                {"ports": [{"port": 53, "protocol": "UDP"}, {"port": 53, "protocol": "TCP"}]},
+                # Workload Identity tokens from the GKE metadata server.
+                {
+                    "to": [{"ip_block": {"cidr": "169.254.169.254/32"}}],
+                    "ports": [{"port": 80, "protocol": "TCP"}, {"port": 988, "protocol": "TCP"}],
+                },
+                # Hugging Face, Cloud Storage and Google APIs: HTTPS only.
+                {"ports": [{"port": 443, "protocol": "TCP"}]},
+            ],
+        }
+        k8s.networking.v1.NetworkPolicy(name, metadata=metadata(NAME), spec=network_policy, opts=in_namespace)
+        k8s.policy.v1.PodDisruptionBudget(
+            name, metadata=metadata(NAME), spec={"min_available": 1, "selector": {"match_labels": selector}}, opts=in_namespace
+        )
+        self.service_address = service.status.apply(_load_balancer_address)
+        self.curl = self.service_address.apply(lambda address: curl_command(model, address))
+        self.register_outputs(
+            {"serviceAddress": self.service_address, "curl": self.curl, "deployment": self.deployment.metadata.apply(lambda m: m["name"])}
+        )
+
+
+def _load_balancer_address(status: k8s.core.v1.outputs.ServiceStatus | None) -> str:
+    ingress = status.load_balancer.ingress if status and status.load_balancer else None
+    return (ingress[0].ip or ingress[0].hostname or "") if ingress else ""
+
+
+def curl_command(model: ModelConfig, address: str) -> str:
+    """A first request to paste; the key is read from the caller's environment, never inlined."""
+    auth = ' -H "Authorization: Bearer $VLLM_API_KEY"' if model.exposure == "external" else ""
+    body = json.dumps({"model": model.hf_id, "prompt": "San Francisco is a", "max_tokens": 7, "temperature": 0})
+    return (
+        f"curl http://{address or '<pending: kubectl -n ' + model.namespace + ' get service vllm>'}:{facts.VLLM_PORT}/v1/completions"
+        f" -H 'Content-Type: application/json'{auth} -d '{body}'"
+    )

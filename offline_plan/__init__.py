@@ -1,0 +1,1 @@
+"""Preview the whole stack with no Pulumi CLI and no cloud account."""
