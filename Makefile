@@ -50,8 +50,9 @@ test: lint typecheck unit
 
 recommend: install
 	@test -n "$(MODEL)" || { echo "usage: make recommend MODEL=meta-llama/Llama-3.1-70B [GENERATION=v6e] [MAX_MODEL_LEN=4096] [JSON=1]"; exit 2; }
-	$(PY) -m recommend --model $(MODEL) $(if $(GENERATION),--generation $(GENERATION)) \
-		$(if $(MAX_MODEL_LEN),--max-model-len $(MAX_MODEL_LEN)) $(if $(JSON),--json)
+	$(PY) -m recommend --model "$(MODEL)" $(foreach g,$(GENERATION),--generation $(g)) \
+		$(if $(MAX_MODEL_LEN),--max-model-len $(MAX_MODEL_LEN)) $(if $(CONCURRENCY),--concurrency $(CONCURRENCY)) \
+		$(if $(ALLOW_MULTI_HOST),--allow-multi-host) $(if $(CONFIG_JSON),--config-json "$(CONFIG_JSON)") $(if $(JSON),--json)
 
 loadtest: install
 	$(PY) -m loadtest $(if $(URL),--url $(URL)) $(if $(MODEL),--model $(MODEL)) $(if $(CONCURRENCY),--concurrency $(CONCURRENCY)) \

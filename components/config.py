@@ -340,8 +340,8 @@ def _model(raw: Any, index: int, cluster: ClusterConfig) -> ModelConfig:
     image_tag = r.text("imageTag", facts.VLLM_DEFAULT_TAG)
     if image_tag == "latest":
         raise ConfigError(r.key("imageTag"), image_tag, "pin a release tag such as " + facts.VLLM_DEFAULT_TAG)
-    max_model_len = r.integer("maxModelLen", 4096, 128, 1_048_576)
-    utilization = r.number("gpuMemoryUtilization", 0.95, 0.5, 0.99)
+    max_model_len = r.integer("maxModelLen", sizing.DEFAULT_MAX_MODEL_LEN, *sizing.MAX_MODEL_LEN_RANGE)
+    utilization = r.number("gpuMemoryUtilization", sizing.DEFAULT_MEMORY_UTILIZATION, *sizing.MEMORY_UTILIZATION_RANGE)
     arch = _architecture(r, hf_id)
     chosen = sizing.resolve(
         key=r.key("topology"),
@@ -350,7 +350,7 @@ def _model(raw: Any, index: int, cluster: ClusterConfig) -> ModelConfig:
         topology=r.text("topology", "auto"),
         machine_type=r.opt_text("machineType"),
         max_model_len=max_model_len,
-        concurrency=r.integer("concurrency", 32, 1, 4096),
+        concurrency=r.integer("concurrency", sizing.DEFAULT_CONCURRENCY, *sizing.CONCURRENCY_RANGE),
         memory_utilization=utilization,
         allow_multi_host=r.flag("allowMultiHost", False),
     )
@@ -362,6 +362,11 @@ def _model(raw: Any, index: int, cluster: ClusterConfig) -> ModelConfig:
             f"single-host: {', '.join(t for t in generation.topologies if generation.single_host_slice(t))}",
         )
 
+    max_num_seqs = r.integer("maxNumSeqs", chosen.max_num_seqs, 1, 4096)
+    batched = r.integer("maxNumBatchedTokens", max(chosen.max_num_batched_tokens, max_num_seqs), 64, 1_048_576)
+    if batched < max_num_seqs:
+        # vLLM refuses to start when a step cannot hold one token of every running sequence.
+        raise ConfigError(r.key("maxNumBatchedTokens"), batched, f"must be at least maxNumSeqs ({max_num_seqs})")
     min_replicas = r.integer("minReplicas", 1, 1, 100)
     max_replicas = r.integer("maxReplicas", min_replicas, 1, 100)
     if max_replicas < min_replicas:
@@ -391,8 +396,8 @@ def _model(raw: Any, index: int, cluster: ClusterConfig) -> ModelConfig:
         zones=zones,
         image_tag=image_tag,
         max_model_len=max_model_len,
-        max_num_batched_tokens=r.integer("maxNumBatchedTokens", chosen.max_num_batched_tokens, 64, 1_048_576),
-        max_num_seqs=r.integer("maxNumSeqs", chosen.max_num_seqs, 1, 4096),
+        max_num_batched_tokens=batched,
+        max_num_seqs=max_num_seqs,
         gpu_memory_utilization=utilization,
         min_replicas=min_replicas,
         max_replicas=max_replicas,

@@ -122,7 +122,7 @@ class VllmServer(pulumi.ComponentResource):
         container: k8s.core.v1.ContainerArgsDict = {
             "name": NAME,
             "image": f"{facts.VLLM_IMAGE_REPOSITORY}:{model.image_tag}",
-            "image_pull_policy": "IfNotPresent",
+            "image_pull_policy": "Always",
             "command": ["/bin/sh", "-c", LAUNCHER, NAME],
             "args": serving_args(model),
             "env": env,

@@ -21,7 +21,6 @@ from typing import Any
 import pulumi
 import yaml
 from pulumi.runtime import mocks, settings
-from pulumi.runtime.proto import resource_pb2
 from pulumi.runtime.stack import run_pulumi_func
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -91,7 +90,7 @@ class RecordingMonitor(mocks.MockMonitor):
         super().__init__(plan_mocks)
         self.registrations: list[Registration] = []
 
-    def RegisterResource(self, request: Any) -> Any:  # noqa: N802 - gRPC method name
+    def RegisterResource(self, request: Any) -> Any:
         response = super().RegisterResource(request)
         if request.type != "pulumi:pulumi:Stack":
             registered = self.resources[response.urn]
@@ -125,6 +124,9 @@ def _plain(value: Any) -> Any:
         return [_plain(v) for v in value]
     if value is pulumi.runtime.rpc.UNKNOWN or value.__class__.__name__ == "Unknown":
         return placeholder("unknown")
+    # The wire format carries every number as a double; Kubernetes rejects 1.0 where it wants an int.
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
     return value
 
 
@@ -159,7 +161,7 @@ def read_stack_config(stack: str, root: Path = ROOT) -> tuple[str, dict[str, str
         if full not in config:
             secret_keys.append(full)
             config[full] = SECRET_MARKER
-            notes.append(f"{full}: not set in {path.name}; `pulumi up` needs `pulumi config set --secret {secret} ...`, the plan uses a marker")
+            notes.append(f"{full}: not set in {path.name}; `pulumi up` needs `pulumi config set --secret {secret}`; the plan uses a marker")
     return project, config, secret_keys, notes
 
 

@@ -1,0 +1,88 @@
+"""`make plan [STACK=dev]`: what `pulumi up` would create, with no CLI and no cloud account.
+
+Runs the real program under the SDK's mock monitor, prints the resource tree, writes
+build/<stack>/plan.json (shaped like `pulumi preview --json`) and the Kubernetes manifests,
+and runs the policy pack over the analyzer gRPC protocol with the stack's policy config.
+Exits non-zero when the config is invalid or a mandatory policy fails.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from components.errors import ConfigError
+from offline_plan import render
+from offline_plan.harness import ROOT, ProgramRun, run_program
+from policy_runner.report import render as render_policies
+from policy_runner.session import PolicyPackError, StackResource, analyze
+
+
+def policy_resources(run: ProgramRun) -> list[StackResource]:
+    return [
+        StackResource(
+            urn=r.urn,
+            type=r.type,
+            name=r.name,
+            properties=r.inputs,
+            parent=r.parent or None,
+            dependencies=tuple(r.dependencies),
+            property_dependencies=r.property_dependencies,
+            provider=r.provider or None,
+        )
+        for r in render.ordered(run)
+    ]
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m offline_plan", description=__doc__.splitlines()[0])
+    parser.add_argument("--stack", default="dev", help="the stack whose Pulumi.<stack>.yaml to plan (default: dev)")
+    parser.add_argument("--policy-config", type=Path, help="policy pack config (default: policies/config/<stack>.json)")
+    parser.add_argument("--out", type=Path, default=ROOT / "build", help="output folder (default: build/)")
+    args = parser.parse_args(argv)
+
+    try:
+        run = run_program(args.stack)
+    except ConfigError as error:
+        print(error, file=sys.stderr)
+        return 1
+    except FileNotFoundError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+
+    print(f"Previewing update ({args.stack}) offline: mock monitor, no cloud; PLACEHOLDER-* values are computed by the cloud\n")
+    print("\n".join(render.tree_lines(run)))
+    print(f"\nResources:\n    + {len(run.registrations) + 1} to create\n")
+    for note in run.notes:
+        print(f"note: {note}")
+
+    out = args.out / args.stack
+    shutil.rmtree(out, ignore_errors=True)
+    (out / "manifests").mkdir(parents=True)
+    manifests = render.write_manifests(run, out / "manifests")
+
+    config = args.policy_config or ROOT / "policies" / "config" / f"{args.stack}.json"
+    try:
+        report = analyze(policy_resources(run), config if config.exists() else None, project=run.project, stack=args.stack)
+    except PolicyPackError as error:
+        print(f"error: policy pack: {error}", file=sys.stderr)
+        return 1
+    print("\n" + render_policies(report))
+    policy = {
+        "pack": report.pack.name,
+        "config": str(config.relative_to(ROOT)) if config.exists() and config.is_relative_to(ROOT) else None,
+        "violations": [
+            {"policy": v.policy_name, "enforcementLevel": v.enforcement_level, "urn": v.urn, "message": v.detail}
+            for v in sorted(report.violations, key=lambda v: (v.policy_name, v.urn))
+        ],
+    }
+    render.write_json(render.plan_document(run, policy, run.notes), out / "plan.json")
+    print(f"wrote {out / 'plan.json'} and {len(manifests)} manifests under {out / 'manifests'}")
+    return report.exit_code
+
+
+if __name__ == "__main__":
+    sys.exit(main())
