@@ -55,8 +55,10 @@ recommend: install
 		$(if $(ALLOW_MULTI_HOST),--allow-multi-host) $(if $(CONFIG_JSON),--config-json "$(CONFIG_JSON)") $(if $(JSON),--json)
 
 loadtest: install
-	$(PY) -m loadtest $(if $(URL),--url $(URL)) $(if $(MODEL),--model $(MODEL)) $(if $(CONCURRENCY),--concurrency $(CONCURRENCY)) \
-		$(if $(DURATION),--duration $(DURATION)) $(if $(PROMPTS),--prompts $(PROMPTS)) $(if $(JSON),--json)
+	$(PY) -m loadtest $(if $(URL),--url "$(URL)") $(if $(MODEL),--model "$(MODEL)") \
+		$(if $(CONCURRENCY),--concurrency "$(CONCURRENCY)") $(if $(DURATION),--duration "$(DURATION)") \
+		$(if $(PROMPTS),--prompts "$(PROMPTS)") $(if $(API_KEY_FILE),--api-key-file "$(API_KEY_FILE)") \
+		$(if $(CHAT),--chat) $(if $(JSON),--json)
 
 bench: install
 	$(PY) -m offline_plan.bench

@@ -307,6 +307,7 @@ MODEL_KEYS = (
     "sourceRanges",
     "startupMinutes",
     "shutdownTimeoutSeconds",
+    "tensorParallelSize",
     "concurrency",
     "allowMultiHost",
     "architecture",
@@ -362,6 +363,12 @@ def _model(raw: Any, index: int, cluster: ClusterConfig) -> ModelConfig:
             f"single-host: {', '.join(t for t in generation.topologies if generation.single_host_slice(t))}",
         )
 
+    tensor_parallel = r.integer("tensorParallelSize", chosen.slice.chips, 1, 256)
+    if tensor_parallel != chosen.slice.chips:
+        # A pod owns every chip of its node; vLLM must shard over all of them or they sit idle.
+        raise ConfigError(
+            r.key("tensorParallelSize"), tensor_parallel, f"must equal the chips of {chosen.slice.topology} ({chosen.slice.chips})"
+        )
     max_num_seqs = r.integer("maxNumSeqs", chosen.max_num_seqs, 1, 4096)
     batched = r.integer("maxNumBatchedTokens", max(chosen.max_num_batched_tokens, max_num_seqs), 64, 1_048_576)
     if batched < max_num_seqs:

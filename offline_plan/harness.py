@@ -173,6 +173,7 @@ def run_program(
     project: str | None = None,
     program: Path = PROGRAM,
     plan_mocks: pulumi.runtime.Mocks | None = None,
+    monitor: RecordingMonitor | None = None,
 ) -> ProgramRun:
     """Runs the program once. Without `config`, the stack file's config is used. Raises what the
     program raises (a ConfigError for bad config) after the registrations it made are counted."""
@@ -180,7 +181,7 @@ def run_program(
     if config is None:
         project, config, secret_keys, notes = read_stack_config(stack, program.parent)
     project = project or yaml.safe_load((program.parent / "Pulumi.yaml").read_text())["name"]
-    monitor = RecordingMonitor(plan_mocks or PlanMocks())
+    monitor = monitor or RecordingMonitor(plan_mocks or PlanMocks())
     asyncio.set_event_loop(asyncio.new_event_loop())
     settings.ROOT.set(None)
     pulumi.runtime.set_all_config(config, secret_keys or [])
