@@ -1,0 +1,5 @@
+import sys
+
+from recommend import main
+
+sys.exit(main())

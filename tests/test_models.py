@@ -1,0 +1,265 @@
+"""Model facts: the catalog, config.json parsing, `architecture:` validation, the Hub fallback."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from components import models
+from components.errors import ConfigError
+
+FIXTURES = Path(__file__).parent / "fixtures" / "model_configs"
+KEY = "models[0].architecture"
+
+
+@pytest.fixture(autouse=True)
+def _no_hub(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in models.HUB_TOKEN_ENV:
+        monkeypatch.delenv(name, raising=False)
+
+
+def fixture_arch(name: str, hf_id: str = "test/model") -> models.ModelArch:
+    return models.from_config_json_path("models[0].configJson", hf_id, str(FIXTURES / name))
+
+
+def test_catalog_covers_the_popular_families() -> None:
+    shapes = {(m.params_b, m.layers, m.attention_heads, m.kv_heads, m.head_dim) for m in models.CATALOG.values()}
+    assert len(shapes) >= 12
+    for hf_id in (
+        "meta-llama/Llama-3.1-8B",
+        "meta-llama/Llama-3.1-70B",
+        "meta-llama/Llama-3.1-405B",
+        "meta-llama/Llama-3.2-1B",
+        "meta-llama/Llama-3.2-3B",
+        "meta-llama/Llama-3.3-70B-Instruct",
+        "google/gemma-3-4b-it",
+        "google/gemma-3-12b-it",
+        "google/gemma-3-27b-it",
+        "Qwen/Qwen3-8B",
+        "Qwen/Qwen3-32B",
+        "mistralai/Mistral-7B-v0.1",
+        "mistralai/Mixtral-8x7B-v0.1",
+    ):
+        assert models.lookup(hf_id) is not None, hf_id
+
+
+def test_catalog_entries_are_consistent() -> None:
+    for arch in models.CATALOG.values():
+        assert arch.attention_heads % arch.kv_heads == 0, arch.hf_id
+        assert arch.dtype in models.DTYPE_BYTES
+        assert arch.max_context and arch.max_context >= 8192
+
+
+def test_lookup_ignores_case_and_knows_nothing_else() -> None:
+    arch = models.lookup("META-LLAMA/llama-3.1-8b-instruct")
+    assert arch is not None and arch.hf_id == "meta-llama/Llama-3.1-8B-Instruct"
+    assert models.lookup("acme/unknown-7b") is None
+
+
+def test_weight_bytes_by_dtype() -> None:
+    arch = models.lookup("meta-llama/Llama-3.1-8B")
+    assert arch is not None
+    assert arch.weight_bytes == 8.03e9 * 2
+    assert models.ModelArch("x/y", 8.0, 32, 32, 8, 128, "int4").weight_bytes == 4_000_000_000
+
+
+@pytest.mark.parametrize(
+    ("fixture", "hf_id"),
+    [
+        ("Llama-3.1-8B.json", "meta-llama/Llama-3.1-8B"),
+        ("gemma-3-4b-it.json", "google/gemma-3-4b-it"),
+        ("gemma-3-27b-it.json", "google/gemma-3-27b-it"),
+        ("Mixtral-8x7B-v0.1.json", "mistralai/Mixtral-8x7B-v0.1"),
+        ("Qwen3-32B.json", "Qwen/Qwen3-32B"),
+        ("Qwen3-30B-A3B.json", "Qwen/Qwen3-30B-A3B"),
+    ],
+)
+def test_config_json_agrees_with_the_catalog(fixture: str, hf_id: str) -> None:
+    parsed, known = fixture_arch(fixture, hf_id), models.lookup(hf_id)
+    assert known is not None
+    assert (parsed.layers, parsed.attention_heads, parsed.kv_heads, parsed.head_dim, parsed.dtype, parsed.max_context) == (
+        known.layers,
+        known.attention_heads,
+        known.kv_heads,
+        known.head_dim,
+        known.dtype,
+        known.max_context,
+    )
+    # Norms and biases are not counted: the derived count may fall short by well under 0.1%.
+    assert parsed.params_b == pytest.approx(known.params_b, rel=2e-3)
+    assert parsed.source == "config.json"
+
+
+def test_llama_parameter_count_by_hand() -> None:
+    embeddings = 128256 * 4096 * 2  # untied input and output embeddings
+    attention = 2 * 4096 * 32 * 128 + 2 * 4096 * 8 * 128  # q and o, k and v
+    mlp = 3 * 4096 * 14336  # gate, up, down
+    assert fixture_arch("Llama-3.1-8B.json").params_b * 1e9 == pytest.approx(embeddings + 32 * (attention + mlp))
+
+
+def test_gemma3_text_config_relies_on_defaults() -> None:
+    # The 4B config.json states neither heads nor head_dim; transformers' Gemma3TextConfig does.
+    arch = fixture_arch("gemma-3-4b-it.json")
+    assert (arch.attention_heads, arch.kv_heads, arch.head_dim, arch.max_context) == (8, 4, 256, 131072)
+    assert arch.params_b == pytest.approx(4.3, rel=1e-3)  # includes the SigLIP vision tower
+
+
+def test_mixture_of_experts_counts_every_expert() -> None:
+    mixtral = fixture_arch("Mixtral-8x7B-v0.1.json")
+    assert mixtral.params_b == pytest.approx(46.7, rel=1e-3)
+    assert fixture_arch("Qwen3-30B-A3B.json").params_b == pytest.approx(30.5, rel=2e-3)
+
+
+def parse(data: dict[str, Any], params_b: float | None = None) -> models.ModelArch:
+    return models.parse_config_json("models[0].configJson", "acme/m", data, origin="cfg.json", params_b=params_b)
+
+
+LLAMA_LIKE: dict[str, Any] = {
+    "model_type": "llama",
+    "hidden_size": 2048,
+    "intermediate_size": 8192,
+    "num_hidden_layers": 16,
+    "num_attention_heads": 16,
+    "vocab_size": 32000,
+    "torch_dtype": "float32",
+}
+
+
+def test_config_json_fallbacks() -> None:
+    arch = parse(LLAMA_LIKE)
+    assert arch.kv_heads == 16  # no num_key_value_heads: multi-head attention
+    assert arch.head_dim == 2048 // 16
+    assert arch.dtype == "bfloat16"  # vLLM serves float32 checkpoints in 16 bits
+    assert arch.max_context is None
+    assert parse({**LLAMA_LIKE, "torch_dtype": None, "dtype": "float16"}).dtype == "float16"
+
+
+def test_parameter_count_from_the_caller_when_not_derivable() -> None:
+    other = {**LLAMA_LIKE, "model_type": "phi3"}
+    with pytest.raises(ConfigError, match=r"model_type phi3 is not derivable.*paramsBillions"):
+        parse(other)
+    assert parse(other, params_b=3.8).params_b == 3.8
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"num_hidden_layers": None}, "num_hidden_layers is missing"),
+        ({"num_attention_heads": "16"}, "num_attention_heads is '16'"),
+        ({"num_key_value_heads": 5}, r"num_key_value_heads \(5\) does not divide"),
+        ({"kv_lora_rank": 512}, "latent attention"),
+        ({"layer_types": ["linear_attention", "full_attention"]}, "layer_types has linear_attention"),
+        ({"quantization_config": {"quant_method": "fp8"}}, r"quantized checkpoint \(fp8\)"),
+        ({"torch_dtype": "float64"}, "one of bfloat16"),
+        ({"vocab_size": None}, "vocab_size is missing; .* to count parameters"),
+    ],
+)
+def test_config_json_rejects(change: dict[str, Any], message: str) -> None:
+    data = {k: v for k, v in {**LLAMA_LIKE, **change}.items() if v is not None}
+    with pytest.raises(ConfigError, match=message) as err:
+        parse(data)
+    assert err.value.key == "models[0].configJson" and err.value.value == "cfg.json"
+
+
+def test_multimodal_other_than_gemma3_needs_a_count() -> None:
+    data = {"model_type": "llava", "text_config": LLAMA_LIKE, "vision_config": {"model_type": "clip_vision_model"}}
+    with pytest.raises(ConfigError, match="encoders of multimodal model_type llava"):
+        parse(data)
+    assert parse(data, params_b=7.1).layers == 16
+
+
+def test_config_json_file_errors(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="cannot read it"):
+        models.from_config_json_path("models[0].configJson", "a/b", str(tmp_path / "missing.json"))
+    broken = tmp_path / "config.json"
+    broken.write_text("{not json", encoding="utf-8")
+    with pytest.raises(ConfigError, match="not valid JSON"):
+        models.from_config_json_path("models[0].configJson", "a/b", str(broken))
+    broken.write_text("[1, 2]", encoding="utf-8")
+    with pytest.raises(ConfigError, match="JSON object"):
+        models.from_config_json_path("models[0].configJson", "a/b", str(broken))
+
+
+VALID = {"paramsBillions": 9.0, "layers": 40, "attentionHeads": 32, "kvHeads": 8, "headDim": 128, "maxContext": 32768}
+
+
+def test_architecture_mapping() -> None:
+    arch = models.from_mapping(KEY, "acme/m", VALID)
+    assert arch == models.ModelArch("acme/m", 9.0, 40, 32, 8, 128, "bfloat16", 32768, "architecture")
+    # `pulumi config set` stores numbers as text
+    as_text = models.from_mapping(KEY, "acme/m", {k: str(v) for k, v in VALID.items()} | {"dtype": "fp8"})
+    assert (as_text.layers, as_text.params_b, as_text.dtype) == (40, 9.0, "float8")
+    assert models.from_mapping(KEY, "acme/m", {k: v for k, v in VALID.items() if k != "maxContext"}).max_context is None
+
+
+@pytest.mark.parametrize(
+    ("change", "field", "message"),
+    [
+        ({"layers": None}, "layers", "is required"),
+        ({"layers": 0}, "layers", "whole number from 1"),
+        ({"attentionHeads": 2.5}, "attentionHeads", "whole number"),
+        ({"kvHeads": 64}, "kvHeads", "from 1 to 32"),
+        ({"kvHeads": 5}, "kvHeads", r"must divide attentionHeads \(32\)"),
+        ({"headDim": True}, "headDim", "whole number"),
+        ({"paramsBillions": None}, "paramsBillions", "is required"),
+        ({"paramsBillions": "lots"}, "paramsBillions", "in billions"),
+        ({"dtype": "float64"}, "dtype", "one of bfloat16"),
+        ({"maxContext": 10}, "maxContext", "from 128"),
+        ({"hiddenSize": 4096}, "hiddenSize", "unknown field"),
+    ],
+)
+def test_architecture_mapping_rejects(change: dict[str, Any], field: str, message: str) -> None:
+    raw = {k: v for k, v in {**VALID, **change}.items() if v is not None}
+    with pytest.raises(ConfigError, match=message) as err:
+        models.from_mapping(KEY, "acme/m", raw)
+    assert err.value.key == f"{KEY}.{field}"
+
+
+def test_architecture_must_be_a_mapping() -> None:
+    with pytest.raises(ConfigError, match="a mapping of paramsBillions") as err:
+        models.from_mapping(KEY, "acme/m", [1, 2])  # type: ignore[arg-type]
+    assert err.value.key == KEY
+
+
+def _transport(status: int, body: Any = None) -> httpx.MockTransport:
+    def handle(request: httpx.Request) -> httpx.Response:
+        assert request.headers["Authorization"] == "Bearer tok"
+        assert request.url.path == "/acme/m/resolve/main/config.json"
+        return httpx.Response(status, json=body)
+
+    return httpx.MockTransport(handle)
+
+
+def test_fetch_from_hub() -> None:
+    arch = models.fetch_from_hub("acme/m", "tok", transport=_transport(200, json.loads((FIXTURES / "Qwen3-32B.json").read_text())))
+    assert arch is not None and arch.source == "hub" and arch.layers == 64
+
+
+def test_fetch_from_hub_falls_back_to_none() -> None:
+    def unreachable(request: httpx.Request) -> httpx.Response:
+        raise httpx.ConnectError("no network", request=request)
+
+    assert models.fetch_from_hub("acme/m", "tok", transport=_transport(401, {"error": "gated"})) is None
+    assert models.fetch_from_hub("acme/m", "tok", transport=httpx.MockTransport(unreachable)) is None
+    assert models.fetch_from_hub("acme/m", "tok", transport=_transport(200, {"model_type": "llama"})) is None
+
+
+def test_lookup_asks_the_hub_only_with_a_token(monkeypatch: pytest.MonkeyPatch) -> None:
+    asked: list[tuple[str, str]] = []
+
+    def fake(hf_id: str, token: str, transport: httpx.BaseTransport | None = None) -> models.ModelArch:
+        asked.append((hf_id, token))
+        return models.ModelArch(hf_id, 1.0, 2, 2, 2, 64, source="hub")
+
+    monkeypatch.setattr(models, "fetch_from_hub", fake)
+    assert models.lookup("acme/m") is None
+    monkeypatch.setenv("HF_TOKEN", "tok")
+    assert models.lookup("meta-llama/Llama-3.1-8B") is models.CATALOG["meta-llama/llama-3.1-8b"]
+    found = models.lookup("acme/m")
+    assert found is not None and found.source == "hub" and asked == [("acme/m", "tok")]
+    monkeypatch.setenv(models.HUB_OFFLINE_ENV, "1")
+    assert models.lookup("acme/m") is None
