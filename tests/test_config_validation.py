@@ -6,9 +6,9 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from conftest import HF_TOKEN, build_config
 
 from components.errors import ConfigError
+from conftest import HF_TOKEN, build_config
 from offline_plan.harness import PlanMocks, RecordingMonitor, run_program
 
 MODEL = {"name": "llama-70b", "hfId": "meta-llama/Llama-3.1-70B", "generation": "v6e", "topology": "2x4", "maxReplicas": 2}
@@ -26,7 +26,13 @@ CASES: list[tuple[str, dict[str, Any], dict[str, str] | None, str, str]] = [
     ("2x4 on 4-chip VMs is two nodes", model(machineType="ct6e-standard-4t"), None, "models[0].topology", "multi-host"),
     ("multi-host topology", model(topology="4x4"), None, "models[0].topology", "multi-host"),
     ("chips vs tensor parallelism", model(tensorParallelSize=4), None, "models[0].tensorParallelSize", "must equal the chips of 2x4 (8)"),
-    ("zone without the generation", {"tpu-serving:cluster": {**CLUSTER, "zones": ["us-east5-c"]}}, None, "cluster.zones", "v6e is offered in"),
+    (
+        "zone without the generation",
+        {"tpu-serving:cluster": {**CLUSTER, "zones": ["us-east5-c"]}},
+        None,
+        "cluster.zones",
+        "v6e is offered in",
+    ),
     ("zone of another region", {"tpu-serving:cluster": {**CLUSTER, "zones": ["us-central1-b"]}}, None, "cluster.zones[0]", "us-east5"),
     ("max below min replicas", model(minReplicas=3, maxReplicas=2), None, "models[0].maxReplicas", "at least minReplicas (3)"),
     ("zero replicas", model(minReplicas=0), None, "models[0].minReplicas", "from 1 to 100"),

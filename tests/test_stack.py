@@ -6,9 +6,9 @@ import json
 from typing import Any
 
 import pytest
-from conftest import HF_TOKEN, PROJECT_NUMBER, RunStack
 
 from components.vllm_server import compile_cache_key
+from conftest import HF_TOKEN, PROJECT_NUMBER, RunStack
 from offline_plan.harness import ProgramRun, Registration, run_program
 
 
