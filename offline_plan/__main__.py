@@ -42,10 +42,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--stack", default="dev", help="the stack whose Pulumi.<stack>.yaml to plan (default: dev)")
     parser.add_argument("--policy-config", type=Path, help="policy pack config (default: policies/config/<stack>.json)")
     parser.add_argument("--out", type=Path, default=ROOT / "build", help="output folder (default: build/)")
+    parser.add_argument("--project-dir", type=Path, default=ROOT, help="folder with Pulumi.yaml, __main__.py and the stack files")
     args = parser.parse_args(argv)
 
     try:
-        run = run_program(args.stack)
+        run = run_program(args.stack, program=args.project_dir / "__main__.py")
     except ConfigError as error:
         print(error, file=sys.stderr)
         return 1
