@@ -6,6 +6,7 @@ PY := $(VENV)/bin/python
 STACK ?= dev
 STACKS := $(patsubst Pulumi.%.yaml,%,$(wildcard Pulumi.*.yaml))
 POLICY_CONFIG = policies/config/$(STACK).json
+CHECK_CONFIG ?= policies/config/prod.json
 
 .PHONY: help install plan plans check test lint typecheck unit recommend loadtest bench preview up destroy clean
 
@@ -32,9 +33,10 @@ plan: install
 plans: install
 	@for s in $(STACKS); do $(MAKE) --no-print-directory plan STACK=$$s || exit 1; done
 
+# Plain Kubernetes YAML through the same pack `pulumi preview` runs: exit 1 on a mandatory violation, 2 on unreadable YAML or config.
 check: install
-	@test -n "$(MANIFESTS)" || { echo "usage: make check MANIFESTS='a.yaml b.yaml' [POLICY_CONFIG=policies/config/prod.json]"; exit 2; }
-	$(PY) -m policy_runner check $(MANIFESTS) --config $(or $(POLICY_CONFIG_FILE),policies/config/prod.json)
+	@test -n "$(MANIFESTS)" || { echo "usage: make check MANIFESTS='a.yaml b.yaml' [CHECK_CONFIG=policies/config/dev.json]"; exit 2; }
+	$(PY) -m policy_runner check $(MANIFESTS) --config $(CHECK_CONFIG)
 
 lint: install
 	$(VENV)/bin/ruff check .

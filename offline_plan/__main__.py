@@ -16,25 +16,10 @@ from pathlib import Path
 
 from components.errors import ConfigError
 from offline_plan import render
-from offline_plan.harness import ROOT, ProgramRun, run_program
+from offline_plan.harness import ROOT, run_program
+from policy_runner.config import PolicyConfigError
 from policy_runner.report import render as render_policies
-from policy_runner.session import PolicyPackError, StackResource, analyze
-
-
-def policy_resources(run: ProgramRun) -> list[StackResource]:
-    return [
-        StackResource(
-            urn=r.urn,
-            type=r.type,
-            name=r.name,
-            properties=r.inputs,
-            parent=r.parent or None,
-            dependencies=tuple(r.dependencies),
-            property_dependencies=r.property_dependencies,
-            provider=r.provider or None,
-        )
-        for r in render.ordered(run)
-    ]
+from policy_runner.session import PolicyPackError, analyze
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -67,10 +52,10 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     config = args.policy_config or ROOT / "policies" / "config" / f"{args.stack}.json"
     try:
-        report = analyze(policy_resources(run), config if config.exists() else None, project=run.project, stack=args.stack)
-    except PolicyPackError as error:
+        report = analyze(run.policy_resources(), config if config.exists() else None, project=run.project, stack=args.stack)
+    except (PolicyPackError, PolicyConfigError) as error:
         print(f"error: policy pack: {error}", file=sys.stderr)
-        return 1
+        return 2
     print("\n" + render_policies(report))
     policy = {
         "pack": report.pack.name,

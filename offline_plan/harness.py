@@ -23,6 +23,8 @@ import yaml
 from pulumi.runtime import mocks, settings
 from pulumi.runtime.stack import run_pulumi_func
 
+from policy_runner.session import StackResource
+
 ROOT = Path(__file__).resolve().parent.parent
 PROGRAM = ROOT / "__main__.py"
 PLACEHOLDER = "PLACEHOLDER"
@@ -59,6 +61,22 @@ class ProgramRun:
     registrations: list[Registration]
     outputs: dict[str, Any]
     notes: list[str]
+
+    def policy_resources(self) -> list[StackResource]:
+        """The registrations as the engine hands them to a policy pack."""
+        return [
+            StackResource(
+                urn=r.urn,
+                type=r.type,
+                name=r.name,
+                properties=r.inputs,
+                parent=r.parent or None,
+                dependencies=tuple(r.dependencies),
+                property_dependencies=r.property_dependencies,
+                provider=r.provider or None,
+            )
+            for r in self.registrations
+        ]
 
 
 class PlanMocks(pulumi.runtime.Mocks):

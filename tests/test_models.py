@@ -256,6 +256,8 @@ def test_lookup_asks_the_hub_only_with_a_token(monkeypatch: pytest.MonkeyPatch) 
         return models.ModelArch(hf_id, 1.0, 2, 2, 2, 64, source="hub")
 
     monkeypatch.setattr(models, "fetch_from_hub", fake)
+    # The suite runs offline (conftest); this test replaces the fetch itself, so it may go "online".
+    monkeypatch.delenv(models.HUB_OFFLINE_ENV, raising=False)
     assert models.lookup("acme/m") is None
     monkeypatch.setenv("HF_TOKEN", "tok")
     assert models.lookup("meta-llama/Llama-3.1-8B") is models.CATALOG["meta-llama/llama-3.1-8b"]

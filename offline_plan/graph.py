@@ -1,0 +1,694 @@
+"""The resource dependency graph of one program run, its critical path, the resources that wait
+for the cluster without needing it, and a picture of it (SVG, Graphviz source, optional PNG).
+
+Edges are what the engine waits on: explicit and property dependencies, and a resource's
+provider. A dependency on a component stands for all of the component's descendants, as
+`depends_on` a component does in Pulumi. Parent nesting is grouping only: a child never waits
+for its parent component.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import deque
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any
+from xml.sax.saxutils import escape, quoteattr
+
+from components import facts
+from offline_plan.harness import Registration
+
+CLUSTER_TYPE = "gcp:container/cluster:Cluster"
+# What talks to the cluster or is part of it; anything else has no reason to wait for it.
+CLUSTER_BOUND_PREFIXES = ("kubernetes:", "pulumi:providers:kubernetes", "gcp:container/", "gcp:gkehub/")
+
+# Rough minutes from create to "pulumi up moves on", to rank chains, not to promise durations.
+TYPICAL_MINUTES: Mapping[str, float] = MappingProxyType(
+    {
+        # A regional GKE control plane (Standard or Autopilot) takes 6 to 10 minutes.
+        "gcp:container/cluster:Cluster": 8.0,
+        # The pool is done once its nodes register; TPU VMs boot slower than CPU ones.
+        "gcp:container/nodePool:NodePool": 5.0,
+        "gcp:compute/network:Network": 0.5,
+        "gcp:compute/subnetwork:Subnetwork": 0.5,
+        "gcp:compute/router:Router": 0.3,
+        "gcp:compute/routerNat:RouterNat": 0.5,
+        # IAM writes are read-modify-write of a policy: seconds, retried on conflicts.
+        "gcp:projects/iAMMember:IAMMember": 0.2,
+        "gcp:serviceaccount/account:Account": 0.1,
+        "gcp:storage/bucket:Bucket": 0.05,
+        "gcp:storage/bucketIAMMember:BucketIAMMember": 0.1,
+        # Pulumi waits for a Deployment's pods to be ready: an image pull and a start.
+        "kubernetes:apps/v1:Deployment": 1.0,
+        # Pulumi waits for a Service's endpoints and, for a LoadBalancer, its address.
+        "kubernetes:core/v1:Service": 1.0,
+    }
+)
+# The first replica of a TPU server: a slice to schedule on, a ~10 GB image, the weights from the
+# Hub and an XLA compile; Pulumi waits for all of it before the Deployment counts as created.
+TPU_SERVER_COLD_START_MINUTES = 20.0
+# The Kubernetes API accepts other objects at once; providers are configured locally.
+KUBERNETES_OBJECT_MINUTES = 0.05
+PROVIDER_MINUTES = 0.0
+OTHER_MINUTES = 0.5
+
+
+def typical_minutes(resource_type: str, inputs: Mapping[str, Any]) -> float:
+    if resource_type == "kubernetes:apps/v1:Deployment" and _requests_tpu(inputs):
+        return TPU_SERVER_COLD_START_MINUTES
+    if resource_type in TYPICAL_MINUTES:
+        return TYPICAL_MINUTES[resource_type]
+    if resource_type.startswith("pulumi:providers:"):
+        return PROVIDER_MINUTES
+    if resource_type.startswith("kubernetes:"):
+        return KUBERNETES_OBJECT_MINUTES
+    return OTHER_MINUTES
+
+
+def _requests_tpu(inputs: Mapping[str, Any]) -> bool:
+    pod = ((inputs.get("spec") or {}).get("template") or {}).get("spec") or {}
+    for container in pod.get("containers") or []:
+        resources = container.get("resources") or {}
+        if any(facts.TPU_RESOURCE in (resources.get(part) or {}) for part in ("requests", "limits")):
+            return True
+    return False
+
+
+@dataclass(frozen=True)
+class Resource:
+    urn: str
+    type: str
+    name: str
+    custom: bool
+    # The parent's URN, or "" at the stack's top level.
+    parent: str
+    minutes: float
+
+    @property
+    def kind(self) -> str:
+        """The type token's last part: Deployment, NodePool, ... and the package for providers."""
+        if self.type.startswith("pulumi:providers:"):
+            return f"provider {self.type.rsplit(':', 1)[1]}"
+        return self.type.rsplit(":", 1)[1]
+
+    @property
+    def label(self) -> str:
+        return f"{self.kind} {self.name}"
+
+
+@dataclass(frozen=True)
+class ResourceGraph:
+    stack: str
+    project: str
+    # Every registered resource, components included, in URN order: the engine's registration
+    # order varies from run to run, and the same program must give the same report and picture.
+    resources: Mapping[str, Resource]
+    # Custom resource URN -> the custom resources it waits for.
+    depends_on: Mapping[str, tuple[str, ...]]
+
+    def custom(self) -> list[Resource]:
+        return [r for r in self.resources.values() if r.custom]
+
+    def dependents(self) -> dict[str, list[str]]:
+        found: dict[str, list[str]] = {urn: [] for urn in self.depends_on}
+        for urn, deps in self.depends_on.items():
+            for dep in deps:
+                found[dep].append(urn)
+        return found
+
+    def upstream(self, urn: str) -> set[str]:
+        """Everything `urn` waits for, directly or not."""
+        seen: set[str] = set()
+        todo = list(self.depends_on[urn])
+        while todo:
+            dep = todo.pop()
+            if dep not in seen:
+                seen.add(dep)
+                todo.extend(self.depends_on[dep])
+        return seen
+
+    def group(self, urn: str) -> str:
+        """The top-level component that holds `urn` (itself if it is one), or "" for the stack."""
+        top = ""
+        current = self.resources[urn]
+        while True:
+            if not current.custom:
+                top = current.urn
+            if current.parent not in self.resources:
+                return top
+            current = self.resources[current.parent]
+
+
+def build_graph(registrations: Sequence[Registration]) -> ResourceGraph:
+    if not registrations:
+        raise ValueError("no registrations: the program registered no resources")
+    registrations = sorted(registrations, key=lambda r: r.urn)
+    resources = {
+        r.urn: Resource(r.urn, r.type, r.name, r.custom, r.parent, typical_minutes(r.type, r.inputs) if r.custom else 0.0)
+        for r in registrations
+    }
+    children: dict[str, list[str]] = {}
+    for r in registrations:
+        children.setdefault(r.parent, []).append(r.urn)
+
+    def custom_descendants(urn: str) -> list[str]:
+        found: list[str] = []
+        for child in children.get(urn, []):
+            found.extend([child] if resources[child].custom else [])
+            found.extend(custom_descendants(child))
+        return found
+
+    depends_on: dict[str, tuple[str, ...]] = {}
+    for r in registrations:
+        if not r.custom:
+            continue
+        targets = [*r.dependencies, *(urn for urns in r.property_dependencies.values() for urn in urns)]
+        if r.provider:
+            targets.append(r.provider.rsplit("::", 1)[0])
+        deps: set[str] = set()
+        for target in targets:
+            # The stack and default providers are not registrations here; nothing waits on them.
+            if target not in resources:
+                continue
+            deps.update([target] if resources[target].custom else custom_descendants(target))
+        deps.discard(r.urn)
+        depends_on[r.urn] = tuple(sorted(deps))
+    stack, project = _stack_and_project(registrations[0].urn)
+    return ResourceGraph(stack, project, MappingProxyType(resources), MappingProxyType(depends_on))
+
+
+def _stack_and_project(urn: str) -> tuple[str, str]:
+    match = re.match(r"^urn:pulumi:([^:]+)::([^:]+)::", urn)
+    if match is None:
+        raise ValueError(f"not a Pulumi URN: {urn}")
+    return match.group(1), match.group(2)
+
+
+def _topological(graph: ResourceGraph) -> list[str]:
+    """Custom resources, each after everything it waits for; ties in URN order."""
+    waiting = {urn: len(deps) for urn, deps in graph.depends_on.items()}
+    dependents = graph.dependents()
+    ready = deque(urn for urn, count in waiting.items() if count == 0)
+    ordered: list[str] = []
+    while ready:
+        urn = ready.popleft()
+        ordered.append(urn)
+        for dependent in dependents[urn]:
+            waiting[dependent] -= 1
+            if waiting[dependent] == 0:
+                ready.append(dependent)
+    if len(ordered) != len(waiting):
+        stuck = sorted(graph.resources[u].label for u, count in waiting.items() if count > 0)
+        raise ValueError(f"dependency cycle among: {', '.join(stuck)}")
+    return ordered
+
+
+@dataclass(frozen=True)
+class Schedule:
+    """Earliest start and finish of each custom resource with unlimited parallelism, and the
+    latest finish that does not delay the whole run."""
+
+    start: Mapping[str, float]
+    finish: Mapping[str, float]
+    latest_finish: Mapping[str, float]
+    total_minutes: float
+
+    def slack(self, urn: str) -> float:
+        return round(self.latest_finish[urn] - self.finish[urn], 6)
+
+
+def schedule(graph: ResourceGraph) -> Schedule:
+    ordered = _topological(graph)
+    start: dict[str, float] = {}
+    finish: dict[str, float] = {}
+    for urn in ordered:
+        # Rounded so that sums of tenths compare equal (no slack of -3.6e-15 minutes).
+        start[urn] = max((finish[dep] for dep in graph.depends_on[urn]), default=0.0)
+        finish[urn] = round(start[urn] + graph.resources[urn].minutes, 6)
+    total = max(finish.values(), default=0.0)
+    dependents = graph.dependents()
+    latest: dict[str, float] = {}
+    for urn in reversed(ordered):
+        latest[urn] = min((round(latest[d] - graph.resources[d].minutes, 6) for d in dependents[urn]), default=total)
+    return Schedule(MappingProxyType(start), MappingProxyType(finish), MappingProxyType(latest), total)
+
+
+@dataclass(frozen=True)
+class PathStep:
+    urn: str
+    label: str
+    minutes: float
+    starts_at: float
+    finishes_at: float
+
+
+@dataclass(frozen=True)
+class CriticalPath:
+    """The longest chain of custom resources `pulumi up` creates one after another."""
+
+    steps: tuple[PathStep, ...]
+    total_minutes: float
+
+    @property
+    def urns(self) -> tuple[str, ...]:
+        return tuple(step.urn for step in self.steps)
+
+    def describe(self) -> str:
+        chain = " -> ".join(f"{step.label} ({step.minutes:g} min)" for step in self.steps)
+        return f"~{self.total_minutes:.0f} min: {chain}"
+
+
+def critical_path(graph: ResourceGraph) -> CriticalPath:
+    plan = schedule(graph)
+    if not plan.finish:
+        return CriticalPath((), 0.0)
+    # Ties go to the first URN, so the same program gives the same path.
+    current: str | None = min(plan.finish, key=lambda u: (-plan.finish[u], u))
+    chain: list[str] = []
+    while current is not None:
+        chain.append(current)
+        deps = graph.depends_on[current]
+        current = min(deps, key=lambda u: (-plan.finish[u], u)) if deps else None
+    steps = tuple(
+        PathStep(urn, graph.resources[urn].label, graph.resources[urn].minutes, plan.start[urn], plan.finish[urn])
+        for urn in reversed(chain)
+    )
+    return CriticalPath(steps, plan.total_minutes)
+
+
+@dataclass(frozen=True)
+class NeedlessWait:
+    """A resource that waits for the cluster though nothing in it needs the cluster."""
+
+    urn: str
+    label: str
+    # From the cluster to this resource, each waiting for the one before.
+    chain: tuple[str, ...]
+    # How much later it can start than it could without its cluster-bound dependencies.
+    delay_minutes: float
+    # 0 on the critical path; the smaller, the sooner this wait lengthens the whole run.
+    slack_minutes: float
+
+
+def needs_cluster(resource_type: str) -> bool:
+    return resource_type.startswith(CLUSTER_BOUND_PREFIXES)
+
+
+def needless_waits(graph: ResourceGraph) -> list[NeedlessWait]:
+    """Cluster-independent resources whose dependencies reach a GKE cluster, nearest to the
+    critical path first."""
+    clusters = {r.urn for r in graph.custom() if r.type == CLUSTER_TYPE}
+    plan = schedule(graph)
+    found: list[NeedlessWait] = []
+    for resource in graph.custom():
+        if needs_cluster(resource.type) or not clusters & graph.upstream(resource.urn):
+            continue
+        free = [d for d in graph.depends_on[resource.urn] if d not in clusters and not clusters & graph.upstream(d)]
+        unblocked = max((plan.finish[d] for d in free), default=0.0)
+        found.append(
+            NeedlessWait(
+                resource.urn,
+                resource.label,
+                _chain_from(graph, clusters, resource.urn),
+                round(plan.start[resource.urn] - unblocked, 6),
+                plan.slack(resource.urn),
+            )
+        )
+    return sorted(found, key=lambda w: (w.slack_minutes, w.urn))
+
+
+def _chain_from(graph: ResourceGraph, sources: set[str], target: str) -> tuple[str, ...]:
+    """The shortest chain of dependencies from one of `sources` to `target`."""
+    came_from: dict[str, str] = {}
+    todo = deque([target])
+    while todo:
+        urn = todo.popleft()
+        if urn in sources:
+            chain = [urn]
+            while chain[-1] != target:
+                chain.append(came_from[chain[-1]])
+            return tuple(chain)
+        for dep in graph.depends_on[urn]:
+            if dep not in came_from:
+                came_from[dep] = urn
+                todo.append(dep)
+    raise ValueError(f"{target} does not wait for any of {sorted(sources)}")
+
+
+# --- Drawing -------------------------------------------------------------------------------------
+# One lane per top-level component, one column per dependency depth; arrows run from a resource
+# to what waits for it. Everything is computed from the graph alone, so the same plan gives the
+# same bytes.
+
+NODE_W, NODE_H = 224.0, 34.0
+COLUMN_PITCH = NODE_W + 64.0
+ROW_PITCH = NODE_H + 8.0
+LANE_HEAD, LANE_FOOT, LANE_GAP = 22.0, 10.0, 10.0
+MARGIN, HEADER = 16.0, 78.0
+NAME_PX, KIND_PX, LANE_PX, TITLE_PX = 11.0, 10.0, 12.0, 15.0
+# A mean glyph width of sans-serif text, to keep labels inside their boxes without measuring.
+CHAR_EM = 0.64
+FONT = "DejaVu Sans, Helvetica, Arial, sans-serif"
+CRITICAL, EDGE, LANE_FILL, LANE_STROKE, MUTED = "#d93025", "#80868b", "#f8f9fa", "#bdc1c6", "#5f6368"
+PALETTE: Mapping[str, tuple[str, str]] = MappingProxyType(
+    {"gcp": ("#e8f0fe", "#1a73e8"), "kubernetes": ("#e6f4ea", "#188038"), "pulumi": ("#f1f3f4", "#80868b")}
+)
+
+
+@dataclass(frozen=True)
+class _Box:
+    x: float
+    y: float
+    w: float
+    h: float
+    fill: str
+    stroke: str
+    stroke_width: float
+    radius: float
+    tooltip: str = ""
+
+
+@dataclass(frozen=True)
+class _Text:
+    x: float
+    y: float
+    text: str
+    px: float
+    color: str = "#202124"
+    bold: bool = False
+
+
+@dataclass(frozen=True)
+class _Curve:
+    """A cubic Bezier with an arrowhead at its end."""
+
+    points: tuple[tuple[float, float], ...]
+    color: str
+    width: float
+    opacity: float
+
+
+@dataclass
+class _Scene:
+    width: float
+    height: float
+    shapes: list[_Box | _Text | _Curve] = field(default_factory=list)
+
+
+def _fit(text: str, px: float, width: float) -> str:
+    """Shortens in the middle, where names differ least (prefixes and role names stay)."""
+    room = int(width / (px * CHAR_EM))
+    if len(text) <= room:
+        return text
+    head = (room - 1) // 2
+    return f"{text[:head]}…{text[len(text) - (room - 1 - head) :]}"
+
+
+def _palette(resource_type: str) -> tuple[str, str]:
+    return PALETTE.get(resource_type.split(":", 1)[0], PALETTE["pulumi"])
+
+
+def _depths(graph: ResourceGraph) -> dict[str, int]:
+    depth: dict[str, int] = {}
+    for urn in _topological(graph):
+        depth[urn] = 1 + max((depth[d] for d in graph.depends_on[urn]), default=-1)
+    return depth
+
+
+def _drawn_edges(graph: ResourceGraph, path: CriticalPath) -> list[tuple[str, str]]:
+    """Edges a longer chain does not already imply, plus the critical path's own."""
+    upstream = {urn: graph.upstream(urn) for urn in graph.depends_on}
+    critical = set(zip(path.urns, path.urns[1:], strict=False))
+    edges = []
+    for urn, deps in graph.depends_on.items():
+        for dep in deps:
+            implied = any(dep in upstream[other] for other in deps if other != dep)
+            if not implied or (dep, urn) in critical:
+                edges.append((dep, urn))
+    return edges
+
+
+def _lanes(graph: ResourceGraph) -> dict[str, tuple[str, str, list[str]]]:
+    """Lane key -> (title, name, members). A lane per top-level component; resources at the stack's
+    top level get a lane per name, so a model's namespace sits next to that model's components."""
+    lanes: dict[str, tuple[str, str, list[str]]] = {}
+    for resource in graph.custom():
+        group = graph.group(resource.urn)
+        if group:
+            lane = lanes.setdefault(group, (graph.resources[group].label, graph.resources[group].name, []))
+        else:
+            lane = lanes.setdefault(f"top level {resource.name}", (f"top level: {resource.name}", resource.name, []))
+        lane[2].append(resource.urn)
+    return lanes
+
+
+def _layout(graph: ResourceGraph, path: CriticalPath) -> _Scene:
+    depth = _depths(graph)
+    columns = max(depth.values(), default=0) + 1
+    lanes = _lanes(graph)
+    # One name's lanes (a model's bucket, pool, server, autoscaling) sit together. The name that
+    # most resources wait for (the cluster's) comes first, the others alphabetically; within a
+    # name, lanes go from the earliest column to the latest.
+    downstream: dict[str, int] = {}
+    for urn in graph.depends_on:
+        for dep in graph.upstream(urn):
+            downstream[dep] = downstream.get(dep, 0) + 1
+    reach: dict[str, int] = {}
+    for _, name, members in lanes.values():
+        reach[name] = max(reach.get(name, 0), *(downstream.get(u, 0) for u in members))
+    top = min(reach, key=lambda name: (-reach[name], name))
+    lane_order = sorted(
+        lanes,
+        key=lambda g: (lanes[g][1] != top, lanes[g][1], min(depth[u] for u in lanes[g][2]), lanes[g][0]),
+    )
+    rows = {g: max(sum(1 for u in lanes[g][2] if depth[u] == c) for c in range(columns)) for g in lane_order}
+
+    lane_top: dict[str, float] = {}
+    y = MARGIN + HEADER
+    for g in lane_order:
+        lane_top[g] = y
+        y += LANE_HEAD + rows[g] * ROW_PITCH - (ROW_PITCH - NODE_H) + LANE_FOOT + LANE_GAP
+    width = MARGIN * 2 + columns * COLUMN_PITCH - (COLUMN_PITCH - NODE_W) + 16.0
+    scene = _Scene(width, y - LANE_GAP + MARGIN)
+
+    position: dict[str, tuple[float, float]] = {}
+
+    # Next to what they wait for (the mean height of their dependencies), to shorten arrows.
+    def barycenter(urn: str) -> float:
+        ys = [position[d][1] for d in graph.depends_on[urn]]
+        return sum(ys) / len(ys) if ys else 0.0
+
+    for column in range(columns):
+        for g in lane_order:
+            cell = [u for u in lanes[g][2] if depth[u] == column]
+            for row, urn in enumerate(sorted(cell, key=lambda u: (barycenter(u), u))):
+                position[urn] = (MARGIN + column * COLUMN_PITCH, lane_top[g] + LANE_HEAD + row * ROW_PITCH)
+
+    title = f"{graph.project} / {graph.stack}: {len(graph.depends_on)} resources, critical path ~{path.total_minutes:.0f} min"
+    scene.shapes.append(_Text(MARGIN, MARGIN + TITLE_PX, title, TITLE_PX, bold=True))
+    chain = " → ".join(graph.resources[u].label for u in path.urns)
+    scene.shapes.append(_Text(MARGIN, MARGIN + TITLE_PX + 20, _fit(chain, KIND_PX, width - 2 * MARGIN), KIND_PX, CRITICAL))
+    legend = (
+        "Arrows run from a resource to what waits for it (red: the critical path); arrows a longer chain implies are left out "
+        "(graph.dot has them all). Minutes are typical creation times. Blue: Google Cloud, green: Kubernetes, grey: providers."
+    )
+    scene.shapes.append(_Text(MARGIN, MARGIN + TITLE_PX + 38, _fit(legend, KIND_PX, width - 2 * MARGIN), KIND_PX, MUTED))
+    for g in lane_order:
+        height = LANE_HEAD + rows[g] * ROW_PITCH - (ROW_PITCH - NODE_H) + LANE_FOOT
+        scene.shapes.append(_Box(MARGIN - 8, lane_top[g], width - 2 * MARGIN + 16, height, LANE_FILL, LANE_STROKE, 1.0, 6.0))
+        scene.shapes.append(_Text(MARGIN - 2, lane_top[g] + 15, lanes[g][0], LANE_PX, MUTED, bold=True))
+
+    critical_nodes = set(path.urns)
+    critical_edges = set(zip(path.urns, path.urns[1:], strict=False))
+    edges = sorted(_drawn_edges(graph, path), key=lambda e: ((e in critical_edges), e[1], e[0]))
+    for dep, urn in edges:
+        (x0, y0), (x1, y1) = position[dep], position[urn]
+        start, end = (x0 + NODE_W, y0 + NODE_H / 2), (x1, y1 + NODE_H / 2)
+        bend = max((end[0] - start[0]) / 2, 24.0)
+        on_path = (dep, urn) in critical_edges
+        points = (start, (start[0] + bend, start[1]), (end[0] - bend, end[1]), end)
+        scene.shapes.append(_Curve(points, CRITICAL if on_path else EDGE, 2.4 if on_path else 1.0, 1.0 if on_path else 0.55))
+
+    for urn, (x, y) in sorted(position.items()):
+        resource = graph.resources[urn]
+        fill, stroke = _palette(resource.type)
+        on_path = urn in critical_nodes
+        tooltip = f"{resource.type} {resource.name}\n{urn}"
+        scene.shapes.append(_Box(x, y, NODE_W, NODE_H, fill, CRITICAL if on_path else stroke, 2.4 if on_path else 1.0, 4.0, tooltip))
+        scene.shapes.append(_Text(x + 6, y + 14, _fit(resource.name, NAME_PX, NODE_W - 12), NAME_PX, bold=True))
+        scene.shapes.append(_Text(x + 6, y + 28, _fit(f"{resource.kind} · {resource.minutes:g} min", KIND_PX, NODE_W - 12), KIND_PX, MUTED))
+    return scene
+
+
+def _svg(scene: _Scene) -> str:
+    def n(value: float) -> str:
+        return f"{value:.1f}".rstrip("0").rstrip(".")
+
+    out = [
+        f'<svg xmlns="http://www.w3.org/2000/svg" width="{n(scene.width)}" height="{n(scene.height)}" '
+        f'viewBox="0 0 {n(scene.width)} {n(scene.height)}" font-family={quoteattr(FONT)}>',
+        "<defs>",
+        *(
+            f'<marker id="{name}" viewBox="0 0 10 10" refX="10" refY="5" markerWidth="7" markerHeight="7" orient="auto">'
+            f'<path d="M0,0 L10,5 L0,10 z" fill="{color}"/></marker>'
+            for name, color in (("arrow", EDGE), ("arrow-critical", CRITICAL))
+        ),
+        "</defs>",
+        f'<rect width="{n(scene.width)}" height="{n(scene.height)}" fill="#ffffff"/>',
+    ]
+    for shape in scene.shapes:
+        if isinstance(shape, _Box):
+            title = f"<title>{escape(shape.tooltip)}</title>" if shape.tooltip else ""
+            out.append(
+                f'<rect x="{n(shape.x)}" y="{n(shape.y)}" width="{n(shape.w)}" height="{n(shape.h)}" rx="{n(shape.radius)}" '
+                f'fill="{shape.fill}" stroke="{shape.stroke}" stroke-width="{n(shape.stroke_width)}">{title}</rect>'
+            )
+        elif isinstance(shape, _Text):
+            weight = ' font-weight="bold"' if shape.bold else ""
+            out.append(
+                f'<text x="{n(shape.x)}" y="{n(shape.y)}" font-size="{n(shape.px)}" fill="{shape.color}"{weight}>'
+                f"{escape(shape.text)}</text>"
+            )
+        else:
+            (x0, y0), (x1, y1), (x2, y2), (x3, y3) = shape.points
+            marker = "arrow-critical" if shape.color == CRITICAL else "arrow"
+            out.append(
+                f'<path d="M{n(x0)},{n(y0)} C{n(x1)},{n(y1)} {n(x2)},{n(y2)} {n(x3)},{n(y3)}" fill="none" stroke="{shape.color}" '
+                f'stroke-width="{n(shape.width)}" stroke-opacity="{n(shape.opacity)}" marker-end="url(#{marker})"/>'
+            )
+    out.append("</svg>")
+    return "\n".join(out) + "\n"
+
+
+def _png(scene: _Scene, target: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from matplotlib import pyplot
+    from matplotlib.patches import FancyArrowPatch, FancyBboxPatch
+    from matplotlib.path import Path as MplPath
+
+    dpi = 100.0
+    pt = 72.0 / dpi  # SVG sizes are pixels, matplotlib's are points
+    figure = pyplot.figure(figsize=(scene.width / dpi, scene.height / dpi), dpi=dpi)
+    try:
+        axes = figure.add_axes((0.0, 0.0, 1.0, 1.0))
+        axes.set_xlim(0, scene.width)
+        axes.set_ylim(scene.height, 0)
+        axes.axis("off")
+        for shape in scene.shapes:
+            if isinstance(shape, _Box):
+                axes.add_patch(
+                    FancyBboxPatch(
+                        (shape.x, shape.y),
+                        shape.w,
+                        shape.h,
+                        boxstyle=f"round,pad=0,rounding_size={shape.radius}",
+                        facecolor=shape.fill,
+                        edgecolor=shape.stroke,
+                        linewidth=shape.stroke_width * pt,
+                    )
+                )
+            elif isinstance(shape, _Text):
+                axes.text(
+                    shape.x,
+                    shape.y,
+                    shape.text,
+                    fontsize=shape.px * pt,
+                    color=shape.color,
+                    fontweight="bold" if shape.bold else "normal",
+                    family="DejaVu Sans",
+                    va="baseline",
+                )
+            else:
+                codes = [MplPath.MOVETO, MplPath.CURVE4, MplPath.CURVE4, MplPath.CURVE4]
+                axes.add_patch(
+                    FancyArrowPatch(
+                        path=MplPath(shape.points, codes),
+                        arrowstyle="-|>",
+                        mutation_scale=9,
+                        color=shape.color,
+                        alpha=shape.opacity,
+                        linewidth=shape.width * pt,
+                    )
+                )
+        # No timestamp or version in the file: the same graph gives the same bytes.
+        figure.savefig(target, dpi=dpi, metadata={"Software": None})
+    finally:
+        pyplot.close(figure)
+
+
+def _dot(graph: ResourceGraph, path: CriticalPath) -> str:
+    def q(text: str) -> str:
+        return '"' + text.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n") + '"'
+
+    ids = {r.urn: f"r{index}" for index, r in enumerate(graph.custom())}
+    critical_nodes = set(path.urns)
+    critical_edges = set(zip(path.urns, path.urns[1:], strict=False))
+    lines = [
+        f"digraph {q(f'{graph.project}/{graph.stack}')} {{",
+        "  rankdir=LR;",
+        f"  label={q(f'critical path ~{path.total_minutes:.0f} min (red); minutes are typical creation times')};",
+        '  node [shape=box, style="rounded,filled", fontname="Helvetica", fontsize=10];',
+        '  edge [color="#80868b"];',
+    ]
+    for index, (title, _, members) in enumerate(_lanes(graph).values()):
+        lines.append(f"  subgraph cluster_{index} {{")
+        lines.append(f'    label={q(title)}; style="rounded"; color="#bdc1c6";')
+        for r in (graph.resources[urn] for urn in members):
+            fill, stroke = _palette(r.type)
+            color = CRITICAL if r.urn in critical_nodes else stroke
+            width = ", penwidth=2.4" if r.urn in critical_nodes else ""
+            label = f"{r.name}\n{r.kind} · {r.minutes:g} min"
+            lines.append(f"    {ids[r.urn]} [label={q(label)}, tooltip={q(r.urn)}, fillcolor={q(fill)}, color={q(color)}{width}];")
+        lines.append("  }")
+    for urn, deps in graph.depends_on.items():
+        for dep in deps:
+            style = f' [color="{CRITICAL}", penwidth=2.4]' if (dep, urn) in critical_edges else ""
+            lines.append(f"  {ids[dep]} -> {ids[urn]}{style};")
+    lines.append("}")
+    return "\n".join(lines) + "\n"
+
+
+def write_graph(graph: ResourceGraph, path: CriticalPath, out_dir: Path, *, png: bool = False) -> list[Path]:
+    """Writes graph.svg and graph.dot (and graph.png with `png`, which imports matplotlib) into
+    `out_dir`; returns the files written."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    scene = _layout(graph, path)
+    written = [out_dir / "graph.svg", out_dir / "graph.dot"]
+    written[0].write_text(_svg(scene), encoding="utf-8")
+    written[1].write_text(_dot(graph, path), encoding="utf-8")
+    if png:
+        written.append(out_dir / "graph.png")
+        _png(scene, written[-1])
+    return written
+
+
+def describe_waits(waits: Iterable[NeedlessWait], graph: ResourceGraph) -> list[str]:
+    """One line per needless wait, for the CLI."""
+    return [
+        f"{w.label} waits {w.delay_minutes:g} min for the cluster it does not need "
+        f"(slack {w.slack_minutes:g} min) via {' -> '.join(graph.resources[u].label for u in w.chain)}"
+        for w in waits
+    ]
+
+
+__all__ = [
+    "CriticalPath",
+    "NeedlessWait",
+    "PathStep",
+    "Resource",
+    "ResourceGraph",
+    "Schedule",
+    "build_graph",
+    "critical_path",
+    "describe_waits",
+    "needless_waits",
+    "needs_cluster",
+    "schedule",
+    "typical_minutes",
+    "write_graph",
+]

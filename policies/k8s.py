@@ -1,0 +1,367 @@
+"""Reading resources by their fields, the same way whether they came from this program, from a
+`kubernetes:yaml/v2:ConfigFile`, or from a YAML file given to `make check`.
+
+Properties arrive as the SDK's proxies (camelCase; numbers as floats once they have crossed the
+wire) or, in tests, as plain dicts. `plain` turns either into dicts and lists and replaces every
+value that is unknown during preview with UNKNOWN, so that a check can skip what it cannot decide
+instead of the SDK turning the whole policy into an advisory "can't run" diagnostic.
+"""
+
+from __future__ import annotations
+
+import posixpath
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Final
+
+from pulumi_policy import PolicyResource
+from pulumi_policy.proxy import (
+    UNKNOWN_ARCHIVE_VALUE,
+    UNKNOWN_ARRAY_VALUE,
+    UNKNOWN_ASSET_VALUE,
+    UNKNOWN_BOOLEAN_VALUE,
+    UNKNOWN_NUMBER_VALUE,
+    UNKNOWN_OBJECT_VALUE,
+    UNKNOWN_STRING_VALUE,
+    UnknownValueError,
+)
+
+from components import facts
+
+
+class _Unknown:
+    def __repr__(self) -> str:
+        return "<unknown during preview>"
+
+
+UNKNOWN: Final = _Unknown()
+_SENTINELS = frozenset(
+    (
+        UNKNOWN_ARCHIVE_VALUE,
+        UNKNOWN_ARRAY_VALUE,
+        UNKNOWN_ASSET_VALUE,
+        UNKNOWN_BOOLEAN_VALUE,
+        UNKNOWN_NUMBER_VALUE,
+        UNKNOWN_OBJECT_VALUE,
+        UNKNOWN_STRING_VALUE,
+    )
+)
+# Workload kinds whose pods are built to span the VMs of a multi-host slice together.
+MULTI_HOST_KINDS = ("LeaderWorkerSet",)
+_TEMPLATE_PATHS: Mapping[str, tuple[tuple[str, ...], ...]] = {
+    "Pod": ((),),
+    "Deployment": (("spec", "template"),),
+    "StatefulSet": (("spec", "template"),),
+    "DaemonSet": (("spec", "template"),),
+    "ReplicaSet": (("spec", "template"),),
+    "Job": (("spec", "template"),),
+    "CronJob": (("spec", "jobTemplate", "spec", "template"),),
+    "LeaderWorkerSet": (("spec", "leaderWorkerTemplate", "leaderTemplate"), ("spec", "leaderWorkerTemplate", "workerTemplate")),
+}
+# vLLM's single-dash aliases for the flags the pack reads.
+_FLAG_ALIASES = {"tp": "tensor-parallel-size", "pp": "pipeline-parallel-size"}
+
+
+def plain(value: Any) -> Any:
+    if isinstance(value, str):
+        return UNKNOWN if value in _SENTINELS else value
+    if isinstance(value, Mapping):
+        result: dict[str, Any] = {}
+        for key in value:
+            try:
+                result[key] = plain(value[key])
+            except UnknownValueError:
+                result[key] = UNKNOWN
+        return result
+    if isinstance(value, Sequence):
+        items: list[Any] = []
+        for index in range(len(value)):
+            try:
+                items.append(plain(value[index]))
+            except UnknownValueError:
+                items.append(UNKNOWN)
+        return items
+    return value
+
+
+def at(value: Any, *path: str | int) -> Any:
+    """value[path...]: None where a step is missing, UNKNOWN where a step is unknown."""
+    for key in path:
+        if value is UNKNOWN:
+            return UNKNOWN
+        if isinstance(key, int):
+            value = value[key] if isinstance(value, list) and 0 <= key < len(value) else None
+        else:
+            value = value.get(key) if isinstance(value, dict) else None
+        if value is None:
+            return None
+    return value
+
+
+def listed(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else []
+
+
+def whole(value: Any) -> Any:
+    """A count as int (Kubernetes quantities and the wire's floats included), UNKNOWN, or None."""
+    if value is UNKNOWN:
+        return UNKNOWN
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    if isinstance(value, str) and value.strip().isdigit():
+        return int(value)
+    return None
+
+
+def urn_name(urn: str) -> str:
+    return urn.split("::", 3)[-1]
+
+
+def same_namespace(a: Any, b: Any) -> bool | None:
+    """Objects without a namespace are taken to be applied to the same one (`kubectl -n`)."""
+    if a is UNKNOWN or b is UNKNOWN:
+        return None
+    return (a or "") == (b or "")
+
+
+@dataclass(frozen=True)
+class KubeObject:
+    urn: str
+    kind: str
+    body: dict[str, Any]
+    dependencies: frozenset[str] = frozenset()
+
+    @property
+    def name(self) -> Any:
+        return at(self.body, "metadata", "name")
+
+    @property
+    def namespace(self) -> Any:
+        return at(self.body, "metadata", "namespace")
+
+    def annotation(self, key: str) -> Any:
+        return at(self.body, "metadata", "annotations", key)
+
+    @property
+    def label(self) -> str:
+        name = self.name if isinstance(self.name, str) else urn_name(self.urn)
+        namespace = self.namespace
+        return f"{self.kind} {namespace}/{name}" if isinstance(namespace, str) and namespace else f"{self.kind} {name}"
+
+
+def kube_object(resource_type: str, props: Any, urn: str, dependencies: Iterable[str] = ()) -> KubeObject | None:
+    """A Kubernetes object from its type token and properties; the kind comes from the object itself."""
+    if not resource_type.startswith("kubernetes:"):
+        return None
+    body = plain(props)
+    kind = body.get("kind")
+    return KubeObject(urn, kind if isinstance(kind, str) else resource_type.rsplit(":", 1)[-1], body, frozenset(dependencies))
+
+
+def stack_objects(resources: Sequence[PolicyResource]) -> list[KubeObject]:
+    objects = []
+    for resource in resources:
+        linked = {d.urn for d in resource.dependencies}
+        linked.update(d.urn for deps in resource.property_dependencies.values() for d in deps)
+        obj = kube_object(resource.resource_type, resource.props, resource.urn, linked)
+        if obj is not None:
+            objects.append(obj)
+    return objects
+
+
+@dataclass(frozen=True)
+class Flags:
+    """Command-line flags of a container, from command and args, in `--f=v` and `--f v` forms."""
+
+    values: Mapping[str, str]
+    positional: tuple[str, ...]
+    complete: bool  # False when some token is unknown, so an absent flag may still be there
+
+    def get(self, name: str) -> Any:
+        if name in self.values:
+            return self.values[name]
+        return None if self.complete else UNKNOWN
+
+    @classmethod
+    def parse(cls, command: Any, args: Any) -> Flags:
+        tokens: list[Any] = []
+        complete = True
+        for part in (command, args):
+            if part is UNKNOWN:
+                complete = False
+            tokens.extend(listed(part))
+        values: dict[str, str] = {}
+        positional: list[str] = []
+        index = 0
+        while index < len(tokens):
+            token = tokens[index]
+            index += 1
+            if not isinstance(token, str):
+                complete = False
+                continue
+            if token.startswith("--"):
+                name, has_value, value = token[2:].partition("=")
+            elif token.startswith("-") and token[1:] in _FLAG_ALIASES:
+                name, has_value, value = _FLAG_ALIASES[token[1:]], "", ""
+            else:
+                positional.append(token)
+                continue
+            following = tokens[index] if index < len(tokens) else None
+            if not has_value and isinstance(following, str) and not following.startswith("-"):
+                value = following
+                index += 1
+            values[name.replace("_", "-")] = value
+        return cls(values, tuple(positional), complete)
+
+
+@dataclass(frozen=True)
+class PodTemplate:
+    owner: KubeObject
+    path: str
+    labels: Any
+    spec: dict[str, Any]
+
+    @property
+    def label(self) -> str:
+        several = len(_TEMPLATE_PATHS.get(self.owner.kind, ())) > 1
+        return f"{self.owner.label} ({self.path})" if several else self.owner.label
+
+    @property
+    def multi_host(self) -> bool:
+        return self.owner.kind in MULTI_HOST_KINDS
+
+    def selector(self, label: str) -> Any:
+        """A node label the pod requires: from nodeSelector, or from a required node affinity that
+        pins the label to one value (Standard clusters accept either; Autopilot wants nodeSelector)."""
+        value = at(self.spec, "nodeSelector", label)
+        if value is not None:
+            return value
+        terms = at(self.spec, "affinity", "nodeAffinity", "requiredDuringSchedulingIgnoredDuringExecution", "nodeSelectorTerms")
+        if terms is UNKNOWN:
+            return UNKNOWN
+        pinned = [
+            e["values"][0]
+            for term in listed(terms)
+            for e in listed(at(term, "matchExpressions"))
+            if isinstance(e, dict) and e.get("key") == label and e.get("operator") == "In" and len(listed(e.get("values"))) == 1
+        ]
+        return pinned[0] if len(pinned) == 1 and len(listed(terms)) == 1 else None
+
+    @property
+    def containers(self) -> list[Container]:
+        return [Container(self, c) for c in listed(self.spec.get("containers")) if isinstance(c, dict)]
+
+    @property
+    def all_containers(self) -> list[Container]:
+        extra = [c for key in ("initContainers", "ephemeralContainers") for c in listed(self.spec.get(key)) if isinstance(c, dict)]
+        return self.containers + [Container(self, c) for c in extra]
+
+    def volume(self, name: Any) -> Any:
+        return next((v for v in listed(self.spec.get("volumes")) if isinstance(v, dict) and v.get("name") == name), None)
+
+    @property
+    def tpu_chips(self) -> Any:
+        """google.com/tpu of the pod: the sum over its containers; Kubernetes takes an extended
+        resource's request from its limit when only the limit is given."""
+        total = 0
+        for container in self.containers:
+            chips = container.tpu("requests")
+            if chips is None:
+                chips = container.tpu("limits")
+            if chips is UNKNOWN:
+                return UNKNOWN
+            total += chips or 0
+        return total
+
+    @property
+    def vllm(self) -> list[Container]:
+        return [c for c in self.containers if c.is_vllm]
+
+
+def pod_templates(obj: KubeObject) -> list[PodTemplate]:
+    templates = []
+    for path in _TEMPLATE_PATHS.get(obj.kind, ()):
+        template = at(obj.body, *path)
+        if isinstance(template, dict) and isinstance(template.get("spec"), dict):
+            templates.append(PodTemplate(obj, ".".join(path) or "spec", at(template, "metadata", "labels"), template["spec"]))
+    return templates
+
+
+@dataclass(frozen=True)
+class Container:
+    pod: PodTemplate
+    body: dict[str, Any]
+
+    @property
+    def label(self) -> str:
+        return f"{self.pod.label} container {self.body.get('name')}"
+
+    @property
+    def image(self) -> Any:
+        return self.body.get("image")
+
+    @property
+    def image_tag(self) -> str | None:
+        return facts.image_tag(self.image) if isinstance(self.image, str) else None
+
+    def tpu(self, kind: str) -> Any:
+        return whole(at(self.body, "resources", kind, facts.TPU_RESOURCE))
+
+    @property
+    def flags(self) -> Flags:
+        return Flags.parse(self.body.get("command"), self.body.get("args"))
+
+    @property
+    def is_vllm(self) -> bool:
+        image = self.image.split("@", 1)[0].rsplit("/", 1)[-1] if isinstance(self.image, str) else ""
+        command = [t for t in listed(self.body.get("command")) + listed(self.body.get("args")) if isinstance(t, str)]
+        return image.startswith("vllm") or any("vllm" in token for token in command)
+
+    @property
+    def served_model(self) -> Any:
+        flags = self.flags
+        model = flags.get("model")
+        if model is None and "serve" in flags.positional[:-1]:
+            return flags.positional[flags.positional.index("serve") + 1]
+        return model
+
+    @property
+    def env(self) -> list[dict[str, Any]]:
+        return [e for e in listed(self.body.get("env")) if isinstance(e, dict)]
+
+    def env_value(self, name: str) -> Any:
+        """The literal value of an env var; UNKNOWN when it is set some other way or cannot be read."""
+        if self.body.get("env") is UNKNOWN:
+            return UNKNOWN
+        for entry in self.env:
+            if entry.get("name") == name:
+                return entry.get("value", UNKNOWN)
+        return None
+
+    @property
+    def authenticated(self) -> bool | None:
+        """Whether the server demands an API key; None when the manifest cannot tell."""
+        flags = self.flags
+        if flags.get("api-key") not in (None, UNKNOWN):
+            return True
+        names = [e.get("name") for e in self.env]
+        if any(name in facts.VLLM_API_KEY_ENVS for name in names):
+            return True
+        undecided = not flags.complete or self.body.get("env") is UNKNOWN or UNKNOWN in names or bool(listed(self.body.get("envFrom")))
+        return None if undecided else False
+
+    def mount_for(self, path: str) -> tuple[dict[str, Any], str] | None:
+        """The volume mount that holds `path`, and `path` relative to the mount."""
+        best: tuple[dict[str, Any], str] | None = None
+        for mount in listed(self.body.get("volumeMounts")):
+            root = at(mount, "mountPath")
+            if not isinstance(root, str):
+                continue
+            relative = posixpath.relpath(posixpath.normpath(path), posixpath.normpath(root))
+            if not relative.startswith("..") and (best is None or len(root) > len(best[0]["mountPath"])):
+                best = (mount, "" if relative == "." else relative)
+        return best

@@ -1,0 +1,40 @@
+"""`python -m policy_runner check FILE.yaml ... [--config policies/config/prod.json]`: the pack
+over plain Kubernetes YAML. Exit 0 when no mandatory violation, 1 when there is one, 2 when the
+files, the config or the pack cannot be used."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from policy_runner.config import PolicyConfigError, load_policy_config
+from policy_runner.manifests import PROJECT, STACK, ManifestError, load_manifests
+from policy_runner.report import render
+from policy_runner.session import POLICY_PACK, PolicyPackError, analyze
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m policy_runner", description="Run the stack's policy pack without the Pulumi CLI.")
+    commands = parser.add_subparsers(dest="command", required=True)
+    check = commands.add_parser("check", help="check Kubernetes YAML files (multi-document) as one stack")
+    check.add_argument("files", nargs="+", type=Path, metavar="FILE.yaml")
+    check.add_argument("--config", type=Path, help="a --policy-pack-config JSON file, e.g. policies/config/prod.json")
+    check.add_argument("--policy-pack", type=Path, default=POLICY_PACK, help="the policy pack directory (default: %(default)s)")
+    args = parser.parse_args(argv)
+    try:
+        resources = load_manifests(args.files)
+        report = analyze(resources, load_policy_config(args.config), project=PROJECT, stack=STACK, policy_pack=args.policy_pack)
+    except (ManifestError, PolicyConfigError, PolicyPackError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    print(render(report, local_path=os.path.relpath(args.policy_pack)))
+    advisory = len(report.violations) - len(report.mandatory)
+    print(f"{len(resources)} objects from {len(args.files)} files: {len(report.mandatory)} mandatory, {advisory} advisory violations")
+    return report.exit_code
+
+
+if __name__ == "__main__":
+    sys.exit(main())
