@@ -80,9 +80,10 @@ class TpuNodePool(pulumi.ComponentResource):
             "flex_start": model.capacity == "flex-start" or None,
             "reservation_affinity": _reservation_affinity(model),
         }
+        # Auto-named (name + random suffix): a new slice shape is a replacement, and Pulumi can only
+        # create the new pool before deleting the old one when their names differ.
         pool = gcp.container.NodePool(
             name,
-            name=f"tpu-{model.name}",
             project=args.project,
             location=args.region,
             cluster=args.cluster_name,
