@@ -129,10 +129,11 @@ class Cluster(pulumi.ComponentResource):
                 else None
             ),
             master_auth={"client_certificate_config": {"issue_client_certificate": False}},
-            enable_legacy_abac=False,
-            enable_shielded_nodes=True,
+            # Autopilot enforces all three itself and the provider refuses them beside enable_autopilot.
+            enable_legacy_abac=None if cfg.autopilot else False,
+            enable_shielded_nodes=None if cfg.autopilot else True,
             # Dataplane V2 enforces the NetworkPolicies the servers ship with.
-            datapath_provider="ADVANCED_DATAPATH",
+            datapath_provider=None if cfg.autopilot else "ADVANCED_DATAPATH",
             opts=child,
         )
         if not cfg.autopilot:
