@@ -41,6 +41,7 @@ for model in config.models:
             service_account_name="vllm",
             protect=config.protect_data,
             labels={"model": model.name, "stack": config.stack, "managed-by": "pulumi"},
+            workload_identity_pool=cluster.workload_identity_pool,
         ),
         on_cluster,
     )

@@ -51,6 +51,8 @@ class Cluster(pulumi.ComponentResource):
     kubeconfig: pulumi.Output[str]
     node_service_account: pulumi.Output[str]
     provider: k8s.Provider
+    # Grants to <project>.svc.id.goog principals wait for this: the pool exists once the cluster does.
+    workload_identity_pool: pulumi.Resource
 
     def __init__(self, name: str, args: ClusterArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("tpu-serving:index:Cluster", name, None, opts)
@@ -158,6 +160,7 @@ class Cluster(pulumi.ComponentResource):
         self.provider = k8s.Provider(f"{name}-k8s", kubeconfig=kubeconfig, opts=child)
         self.name, self.endpoint, self.kubeconfig = cluster.name, cluster.endpoint, kubeconfig
         self.node_service_account = node_sa.email
+        self.workload_identity_pool = cluster
         self.register_outputs({"name": self.name, "endpoint": self.endpoint, "kubeconfig": kubeconfig})
 
 

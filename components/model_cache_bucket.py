@@ -26,15 +26,16 @@ class ModelCacheBucketArgs:
     service_account_name: str
     protect: bool
     labels: dict[str, str]
+    workload_identity_pool: pulumi.Resource
 
 
 class ModelCacheBucket(pulumi.ComponentResource):
     bucket_name: pulumi.Output[str]
     service_account_name: pulumi.Output[str]
+    grant: gcp.storage.BucketIAMMember
 
     def __init__(self, name: str, args: ModelCacheBucketArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("tpu-serving:index:ModelCacheBucket", name, None, opts)
-        child = pulumi.ResourceOptions(parent=self)
         bucket = gcp.storage.Bucket(
             name,
             name=args.bucket_name,
@@ -53,11 +54,18 @@ class ModelCacheBucket(pulumi.ComponentResource):
             automount_service_account_token=False,
             opts=pulumi.ResourceOptions(parent=self, depends_on=[args.namespace_resource]),
         )
-        # Built from names, not from the ServiceAccount, so the grant need not wait for the cluster.
+        # Built from names, not from the ServiceAccount; it waits only for the cluster's Workload
+        # Identity pool, which IAM requires to exist, while the bucket itself waits for nothing.
         member = pulumi.Output.from_input(args.project_number).apply(
             lambda number: facts.workload_identity_member(number, args.project, args.namespace, args.service_account_name)
         )
-        gcp.storage.BucketIAMMember(name, bucket=bucket.name, role=BUCKET_ROLE, member=member, opts=child)
+        self.grant = gcp.storage.BucketIAMMember(
+            name,
+            bucket=bucket.name,
+            role=BUCKET_ROLE,
+            member=member,
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[args.workload_identity_pool]),
+        )
         self.bucket_name = bucket.name
         self.service_account_name = account.metadata.apply(lambda m: m["name"])
         self.register_outputs({"bucket": bucket.name, "serviceAccount": self.service_account_name})

@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from components.errors import ConfigError
-from offline_plan import render
+from offline_plan import graph, render, schemas
 from offline_plan.harness import ROOT, run_program
 from policy_runner.config import PolicyConfigError
 from policy_runner.report import render as render_policies
@@ -50,7 +50,22 @@ def main(argv: Sequence[str] | None = None) -> int:
     (out / "manifests").mkdir(parents=True)
     manifests = render.write_manifests(run, out / "manifests")
 
-    config = args.policy_config or ROOT / "policies" / "config" / f"{args.stack}.json"
+    cluster = next((r for r in run.registrations if r.type == graph.CLUSTER_TYPE), None)
+    k8s_version = schemas.k8s_version_of(cluster.inputs.get("minMasterVersion") if cluster else None)
+    problems = schemas.validate_all(schemas.kubernetes_manifests(run.registrations), k8s_version)
+    errors = [p for p in problems if p.severity == "error"]
+    print(f"\nManifests: {len(manifests)} validated against Kubernetes {k8s_version} (strict) and the custom-resource schemas")
+    for problem in problems:
+        print(f"    {problem.describe()}")
+
+    resource_graph = graph.build_graph(run.registrations)
+    path = graph.critical_path(resource_graph)
+    print(f"\nCritical path {path.describe()}")
+    for line in graph.describe_waits(graph.needless_waits(resource_graph), resource_graph):
+        print(f"    {line}")
+    pictures = graph.write_graph(resource_graph, path, out)
+
+    config = args.policy_config or args.project_dir / "policies" / "config" / f"{args.stack}.json"
     try:
         report = analyze(run.policy_resources(), config if config.exists() else None, project=run.project, stack=args.stack)
     except (PolicyPackError, PolicyConfigError) as error:
@@ -66,8 +81,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         ],
     }
     render.write_json(render.plan_document(run, policy, run.notes), out / "plan.json")
-    print(f"wrote {out / 'plan.json'} and {len(manifests)} manifests under {out / 'manifests'}")
-    return report.exit_code
+    print(f"wrote {out / 'plan.json'}, {len(manifests)} manifests under {out / 'manifests'}, {', '.join(p.name for p in pictures)}")
+    return 1 if errors else report.exit_code
 
 
 if __name__ == "__main__":

@@ -67,8 +67,8 @@ class MeasurementFailed(RuntimeError):
 def _run(command: Sequence[str], cwd: Path, env: dict[str, str] | None = None) -> str:
     done = subprocess.run(list(command), cwd=cwd, env=env, capture_output=True, text=True, check=False)
     if done.returncode != 0:
-        tail = (done.stderr.strip() or done.stdout.strip()).splitlines()[-3:]
-        raise MeasurementFailed(f"`{shlex.join(command)}` exited {done.returncode}: {' | '.join(tail)}")
+        tail = " | ".join((done.stderr.strip() or done.stdout.strip()).splitlines()[-3:])
+        raise MeasurementFailed(f"`{shlex.join(command)}` exited {done.returncode}" + (f": {tail}" if tail else ""))
     return done.stdout
 
 

@@ -86,6 +86,7 @@ class Resource:
     # The parent's URN, or "" at the stack's top level.
     parent: str
     minutes: float
+    cluster_bound: bool = False
 
     @property
     def kind(self) -> str:
@@ -147,7 +148,15 @@ def build_graph(registrations: Sequence[Registration]) -> ResourceGraph:
         raise ValueError("no registrations: the program registered no resources")
     registrations = sorted(registrations, key=lambda r: r.urn)
     resources = {
-        r.urn: Resource(r.urn, r.type, r.name, r.custom, r.parent, typical_minutes(r.type, r.inputs) if r.custom else 0.0)
+        r.urn: Resource(
+            r.urn,
+            r.type,
+            r.name,
+            r.custom,
+            r.parent,
+            typical_minutes(r.type, r.inputs) if r.custom else 0.0,
+            needs_cluster(r.type, r.inputs),
+        )
         for r in registrations
     }
     children: dict[str, list[str]] = {}
@@ -293,8 +302,11 @@ class NeedlessWait:
     slack_minutes: float
 
 
-def needs_cluster(resource_type: str) -> bool:
-    return resource_type.startswith(CLUSTER_BOUND_PREFIXES)
+def needs_cluster(resource_type: str, inputs: Mapping[str, Any]) -> bool:
+    """Talks to the cluster, is part of it, or grants to its Workload Identity pool, which only
+    exists once a cluster with Workload Identity does (IAM refuses members of a missing pool)."""
+    member = inputs.get("member")
+    return resource_type.startswith(CLUSTER_BOUND_PREFIXES) or (isinstance(member, str) and ".svc.id.goog/" in member)
 
 
 def needless_waits(graph: ResourceGraph) -> list[NeedlessWait]:
@@ -304,7 +316,7 @@ def needless_waits(graph: ResourceGraph) -> list[NeedlessWait]:
     plan = schedule(graph)
     found: list[NeedlessWait] = []
     for resource in graph.custom():
-        if needs_cluster(resource.type) or not clusters & graph.upstream(resource.urn):
+        if resource.cluster_bound or not clusters & graph.upstream(resource.urn):
             continue
         free = [d for d in graph.depends_on[resource.urn] if d not in clusters and not clusters & graph.upstream(d)]
         unblocked = max((plan.finish[d] for d in free), default=0.0)
@@ -349,8 +361,9 @@ ROW_PITCH = NODE_H + 8.0
 LANE_HEAD, LANE_FOOT, LANE_GAP = 22.0, 10.0, 10.0
 MARGIN, HEADER = 16.0, 78.0
 NAME_PX, KIND_PX, LANE_PX, TITLE_PX = 11.0, 10.0, 12.0, 15.0
-# A mean glyph width of sans-serif text, to keep labels inside their boxes without measuring.
-CHAR_EM = 0.64
+# Mean glyph widths of sans-serif text (regular, bold), to keep labels inside their boxes
+# without measuring them.
+CHAR_EM, BOLD_CHAR_EM = 0.58, 0.64
 FONT = "DejaVu Sans, Helvetica, Arial, sans-serif"
 CRITICAL, EDGE, LANE_FILL, LANE_STROKE, MUTED = "#d93025", "#80868b", "#f8f9fa", "#bdc1c6", "#5f6368"
 PALETTE: Mapping[str, tuple[str, str]] = MappingProxyType(
@@ -398,9 +411,9 @@ class _Scene:
     shapes: list[_Box | _Text | _Curve] = field(default_factory=list)
 
 
-def _fit(text: str, px: float, width: float) -> str:
+def _fit(text: str, px: float, width: float, *, bold: bool = False) -> str:
     """Shortens in the middle, where names differ least (prefixes and role names stay)."""
-    room = int(width / (px * CHAR_EM))
+    room = int(width / (px * (BOLD_CHAR_EM if bold else CHAR_EM)))
     if len(text) <= room:
         return text
     head = (room - 1) // 2
@@ -502,6 +515,14 @@ def _layout(graph: ResourceGraph, path: CriticalPath) -> _Scene:
         scene.shapes.append(_Text(MARGIN - 2, lane_top[g] + 15, lanes[g][0], LANE_PX, MUTED, bold=True))
 
     critical_nodes = set(path.urns)
+    for urn, (x, y) in sorted(position.items()):
+        resource = graph.resources[urn]
+        fill, stroke = _palette(resource.type)
+        on_path = urn in critical_nodes
+        tooltip = f"{resource.type} {resource.name}\n{urn}"
+        scene.shapes.append(_Box(x, y, NODE_W, NODE_H, fill, CRITICAL if on_path else stroke, 2.4 if on_path else 1.0, 4.0, tooltip))
+
+    # Over the boxes, under the labels: an arrow that passes a box is seen passing, not leaving it.
     critical_edges = set(zip(path.urns, path.urns[1:], strict=False))
     edges = sorted(_drawn_edges(graph, path), key=lambda e: ((e in critical_edges), e[1], e[0]))
     for dep, urn in edges:
@@ -514,11 +535,7 @@ def _layout(graph: ResourceGraph, path: CriticalPath) -> _Scene:
 
     for urn, (x, y) in sorted(position.items()):
         resource = graph.resources[urn]
-        fill, stroke = _palette(resource.type)
-        on_path = urn in critical_nodes
-        tooltip = f"{resource.type} {resource.name}\n{urn}"
-        scene.shapes.append(_Box(x, y, NODE_W, NODE_H, fill, CRITICAL if on_path else stroke, 2.4 if on_path else 1.0, 4.0, tooltip))
-        scene.shapes.append(_Text(x + 6, y + 14, _fit(resource.name, NAME_PX, NODE_W - 12), NAME_PX, bold=True))
+        scene.shapes.append(_Text(x + 6, y + 14, _fit(resource.name, NAME_PX, NODE_W - 12, bold=True), NAME_PX, bold=True))
         scene.shapes.append(_Text(x + 6, y + 28, _fit(f"{resource.kind} · {resource.minutes:g} min", KIND_PX, NODE_W - 12), KIND_PX, MUTED))
     return scene
 
