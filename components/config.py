@@ -17,6 +17,7 @@ from typing import Any
 import pulumi
 
 from components import facts, sizing
+from components.coerce import real_number, whole_number
 from components.errors import ConfigError
 from components.models import ModelArch
 
@@ -131,7 +132,10 @@ def read_pulumi_config() -> dict[str, Any]:
     app, cloud = pulumi.Config(), pulumi.Config("gcp")
     raw: dict[str, Any] = {"project": cloud.get("project"), "region": cloud.get("region")}
     for key in ("cluster", "bucket", "models"):
-        value = app.get_object(key)
+        try:
+            value = app.get_object(key)
+        except pulumi.ConfigTypeError:
+            raise ConfigError(key, app.get(key), "must be a YAML mapping or list (as in Pulumi.<stack>.yaml)") from None
         if value is not None:
             raw[key] = value
     if app.get("protectData") is not None:
@@ -190,19 +194,15 @@ class _Reader:
 
     def integer(self, name: str, default: int, low: int, high: int) -> int:
         value = self.raw.get(name, default)
-        if isinstance(value, str) and value.strip().lstrip("-").isdigit():
-            value = int(value)  # the CLI stores `pulumi config set k 3` as a string
-        if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+        number = whole_number(value)
+        if number is None or not low <= number <= high:
             raise ConfigError(self.key(name), value, f"must be a whole number from {low} to {high}")
-        return value
+        return number
 
     def number(self, name: str, default: float, low: float, high: float) -> float:
         value = self.raw.get(name, default)
-        try:
-            number = float(value) if not isinstance(value, bool) else float("nan")
-        except (TypeError, ValueError):
-            number = float("nan")
-        if not low <= number <= high:
+        number = real_number(value)
+        if number is None or not low <= number <= high:
             raise ConfigError(self.key(name), value, f"must be a number from {low} to {high}")
         return number
 

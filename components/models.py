@@ -21,6 +21,7 @@ from typing import Any
 
 import httpx
 
+from components.coerce import real_number, whole_number
 from components.errors import ConfigError
 
 # Bytes per weight of each serving dtype.
@@ -199,11 +200,10 @@ ARCHITECTURE_FIELDS = ("paramsBillions", "layers", "attentionHeads", "kvHeads", 
 
 def _whole(key: str, raw: Mapping[str, Any], name: str, low: int, high: int) -> int:
     value = raw.get(name)
-    if isinstance(value, str) and value.strip().isdigit():
-        value = int(value)  # `pulumi config set` stores numbers as strings
-    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+    number = whole_number(value)
+    if number is None or not low <= number <= high:
         raise ConfigError(f"{key}.{name}", value, f"{'is required: ' if value is None else ''}a whole number from {low} to {high}")
-    return value
+    return number
 
 
 def from_mapping(key: str, hf_id: str, raw: Mapping[str, Any]) -> ModelArch:
@@ -214,11 +214,8 @@ def from_mapping(key: str, hf_id: str, raw: Mapping[str, Any]) -> ModelArch:
     if unknown:
         raise ConfigError(f"{key}.{unknown[0]}", raw[unknown[0]], f"unknown field; allowed: {', '.join(ARCHITECTURE_FIELDS)}")
     params = raw.get("paramsBillions")
-    try:
-        params_b = float(params) if not isinstance(params, bool) and params is not None else float("nan")
-    except (TypeError, ValueError):
-        params_b = float("nan")
-    if not 0.01 <= params_b <= 100_000:
+    params_b = real_number(params)
+    if params_b is None or not 0.01 <= params_b <= 100_000:
         raise ConfigError(
             f"{key}.paramsBillions",
             params,
@@ -270,10 +267,11 @@ def from_config_json_path(key: str, hf_id: str, path: str, params_b: float | Non
     try:
         with open(path, encoding="utf-8") as handle:
             data = json.load(handle)
-    except OSError as err:
-        raise ConfigError(key, path, f"cannot read it: {err.strerror} (a relative path starts where pulumi or the command runs)") from None
     except json.JSONDecodeError as err:
         raise ConfigError(key, path, f"not valid JSON ({err.msg} at line {err.lineno})") from None
+    except (OSError, ValueError) as err:  # ValueError: a path with a NUL byte
+        reason = err.strerror if isinstance(err, OSError) else str(err)
+        raise ConfigError(key, path, f"cannot read it: {reason} (a relative path starts where pulumi or the command runs)") from None
     return parse_config_json(key, hf_id, data, origin=path, params_b=params_b)
 
 
