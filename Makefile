@@ -8,12 +8,15 @@ STACKS := $(patsubst Pulumi.%.yaml,%,$(wildcard Pulumi.*.yaml))
 POLICY_CONFIG = policies/config/$(STACK).json
 CHECK_CONFIG ?= policies/config/prod.json
 
-.PHONY: help install plan plans check test lint typecheck unit recommend loadtest bench preview up destroy clean
+CHECKOV_VENV := .venv-checkov
+
+.PHONY: help install plan plans check checkov test lint typecheck unit recommend loadtest bench preview up destroy clean
 
 help:
 	@echo "make plan [STACK=dev]           offline preview: resource tree, plan.json, manifests, policies, graph (no CLI, no cloud)"
 	@echo "make check MANIFESTS='a.yaml'   run the policy pack over plain Kubernetes YAML"
-	@echo "make test                       lint, type-check, tests"
+	@echo "make test                       lint, type-check, tests (incl. checkov over every stack's manifests)"
+	@echo "make checkov                    checkov (pinned, own venv) over every stack's rendered manifests"
 	@echo "make recommend MODEL=hf/id      smallest TPU slice that fits a model"
 	@echo "make loadtest URL=http://...    measure a running server and recommend an HPA target"
 	@echo "make bench                      offline plan speed ratios"
@@ -26,6 +29,13 @@ $(VENV)/.installed: requirements.txt requirements-dev.txt
 	touch $@
 
 install: $(VENV)/.installed
+
+# checkov pins many packages that conflict with pulumi's, so it gets a virtualenv of its own.
+$(CHECKOV_VENV)/.installed: requirements-checkov.txt
+	test -x $(CHECKOV_VENV)/bin/python || $(PYTHON_SYSTEM) -m venv $(CHECKOV_VENV)
+	$(CHECKOV_VENV)/bin/python -m pip install --quiet --upgrade pip
+	$(CHECKOV_VENV)/bin/python -m pip install --quiet -r requirements-checkov.txt
+	touch $@
 
 plan: install
 	$(PY) -m offline_plan --stack $(STACK) --policy-config $(POLICY_CONFIG)
@@ -45,8 +55,11 @@ lint: install
 typecheck: install
 	$(VENV)/bin/mypy .
 
-unit: install
+unit: install $(CHECKOV_VENV)/.installed
 	$(PY) -m pytest
+
+checkov: install $(CHECKOV_VENV)/.installed
+	$(PY) -m pytest tests/test_checkov.py
 
 test: lint typecheck unit
 

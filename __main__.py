@@ -20,7 +20,11 @@ project_number = gcp.organizations.get_project_output(project_id=config.project)
 cluster = Cluster(config.cluster.name, ClusterArgs(config.project, config.region, config.cluster))
 on_cluster = pulumi.ResourceOptions(providers=[cluster.provider])
 needs_adapter = any(m.max_replicas > 1 for m in config.models)
-adapter = MetricsAdapter("metrics-adapter", MetricsAdapterArgs(config.project, project_number), on_cluster) if needs_adapter else None
+adapter = (
+    MetricsAdapter("metrics-adapter", MetricsAdapterArgs(config.project, project_number, cluster.workload_identity_pool), on_cluster)
+    if needs_adapter
+    else None
+)
 
 for model in config.models:
     labels = {"app.kubernetes.io/part-of": "tpu-serving", "serving.tpu.dev/model": model.name, "serving.tpu.dev/stack": config.stack}
@@ -65,7 +69,7 @@ for model in config.models:
             api_key=secrets.api_key if model.exposure == "external" else None,
             labels=labels,
             autoscaled=model.max_replicas > 1,
-            node_pool=pool,
+            start_after=[cache.grant, *([pool] if pool else [])],
         ),
         on_cluster,
     )

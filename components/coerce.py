@@ -7,7 +7,8 @@ import math
 import re
 from typing import Any
 
-_WHOLE = re.compile(r"[+-]?[0-9]+")
+# Far beyond any count the stack takes, and short of int()'s 4300-digit refusal.
+_WHOLE = re.compile(r"[+-]?[0-9]{1,30}")
 
 
 def whole_number(value: Any) -> int | None:

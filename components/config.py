@@ -127,9 +127,18 @@ class StackConfig:
         return f"{name[:54].rstrip('-')}-{digest}"
 
 
+PROJECT_KEYS = ("cluster", "bucket", "models", "protectData", "hfToken", "apiKey")
+
+
 def read_pulumi_config() -> dict[str, Any]:
     """The stack's raw config as plain values; secrets are read separately, as Outputs."""
     app, cloud = pulumi.Config(), pulumi.Config("gcp")
+    # A misspelt key (protectdata: true) would otherwise be ignored and leave its default in force.
+    for full in sorted({*pulumi.runtime.config.CONFIG.get(), *pulumi.runtime.config.get_config_env()}):
+        namespace, _, key = full.partition(":")
+        if namespace == app.name and key not in PROJECT_KEYS:
+            shown = "[secret]" if pulumi.runtime.is_config_secret(full) else pulumi.runtime.get_config(full)
+            raise ConfigError(full, shown, f"unknown key; allowed: {', '.join(f'{app.name}:{k}' for k in PROJECT_KEYS)}")
     raw: dict[str, Any] = {"project": cloud.get("project"), "region": cloud.get("region")}
     for key in ("cluster", "bucket", "models"):
         try:

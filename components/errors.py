@@ -13,7 +13,18 @@ class ConfigError(pulumi.RunError):
 
     def __init__(self, key: str, value: Any, allowed: str) -> None:
         self.key, self.value, self.allowed = key, value, allowed
-        super().__init__(_one_line(f"config error: {key} = {value!r}: {allowed}"))
+        super().__init__(_one_line(f"config error: {key} = {_shown(value)}: {allowed}"))
+
+
+SHOWN_CHARACTERS = 120
+
+
+def _shown(value: Any) -> str:
+    """The bad value as the user wrote it, but short: repr() refuses ints past 4300 digits."""
+    if isinstance(value, int) and not isinstance(value, bool) and value.bit_length() > 100:
+        return f"<a {len(str(abs(value))) if value.bit_length() < 14000 else 'huge'}-digit number>"
+    shown = repr(value)
+    return shown if len(shown) <= SHOWN_CHARACTERS else shown[: SHOWN_CHARACTERS - 3] + "..."
 
 
 def _one_line(message: str) -> str:

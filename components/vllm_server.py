@@ -21,12 +21,13 @@ API_KEY_DIR = "/var/run/secrets/vllm"
 # An internal load balancer keeps client addresses; without sourceRanges, the private 10/8 may call.
 PRIVATE_CLIENTS = "10.0.0.0/8"
 PRESTOP_SECONDS = 15  # lets the load balancer stop sending new requests before vLLM drains
-COMPILE_CACHE_ANNOTATION = "serving.tpu.dev/compile-cache"
-# Checkov cannot know this; each reason is true for vllm/vllm-tpu (its Dockerfile sets no USER).
+# What Checkov flags and the server cannot meet, with the reason. Checkov reads skips from the
+# object's own metadata.annotations (not the pod template's), so they sit on the Deployment; a
+# reason may not contain "=" (Checkov splits on it).
 ROOT_SKIPS = {
-    "checkov.io/skip1": "CKV_K8S_23=vllm/vllm-tpu has no USER and GKE documents TPU device access for root only",
-    "checkov.io/skip2": "CKV_K8S_40=same image: runs as root; privilege escalation and all capabilities are dropped",
-    "checkov.io/skip3": "CKV_K8S_43=pinned by release tag; Docker Hub digests of vllm/vllm-tpu are not resolvable offline",
+    "checkov.io/skip1": "CKV_K8S_23=the vllm/vllm-tpu Dockerfile sets no USER so the server runs as root; non-root on TPU is unverified",
+    "checkov.io/skip2": "CKV_K8S_40=runs as UID 0 (image has no USER); escalation is off and every capability is dropped",
+    "checkov.io/skip3": "CKV_K8S_43=pinned to a vLLM release tag (imageTag); the offline plan cannot resolve Docker Hub digests",
 }
 # Wraps the server so the API key is read from a mounted file into the process environment only.
 LAUNCHER = (
@@ -73,7 +74,8 @@ class VllmServerArgs:
     labels: dict[str, str]
     # An HPA will own the replica count (and is only created once this Deployment is ready).
     autoscaled: bool
-    node_pool: pulumi.Resource | None
+    # What must exist before the first pod can start: its node pool, its bucket grant.
+    start_after: list[pulumi.Resource]
 
 
 class VllmServer(pulumi.ComponentResource):
@@ -184,13 +186,13 @@ class VllmServer(pulumi.ComponentResource):
             ],
         }
         deployment_annotations = {
-            COMPILE_CACHE_ANNOTATION: "single-writer",
+            facts.COMPILE_CACHE_ANNOTATION: facts.COMPILE_CACHE_SINGLE_WRITER,
             # pulumi up waits for the first replica through a cold compile, not the default 10 minutes.
             "pulumi.com/timeoutSeconds": str((model.startup_minutes + 15) * 60),
         }
         self.deployment = k8s.apps.v1.Deployment(
             name,
-            metadata=metadata(NAME, deployment_annotations),
+            metadata=metadata(NAME, {**deployment_annotations, **ROOT_SKIPS}),
             spec={
                 # With an HPA the count is its to own; it only exists once this first replica is ready.
                 "replicas": None if args.autoscaled else 1,
@@ -198,19 +200,22 @@ class VllmServer(pulumi.ComponentResource):
                 # New pods start one at a time, each after the previous one is ready: one cache writer.
                 "strategy": {"type": "RollingUpdate", "rolling_update": {"max_surge": 1, "max_unavailable": 0}},
                 "template": {
-                    "metadata": {"labels": {**labels, **selector}, "annotations": {"gke-gcsfuse/volumes": "true", **sidecar, **ROOT_SKIPS}},
+                    "metadata": {"labels": {**labels, **selector}, "annotations": {"gke-gcsfuse/volumes": "true", **sidecar}},
                     "spec": pod_spec,
                 },
             },
-            opts=pulumi.ResourceOptions(parent=self, depends_on=[args.namespace_resource, *([args.node_pool] if args.node_pool else [])]),
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[args.namespace_resource, *args.start_after]),
         )
 
         external = model.exposure == "external"
         service = k8s.core.v1.Service(
             name,
-            metadata=metadata(NAME, None if external else {"networking.gke.io/load-balancer-type": "Internal"}),
+            metadata=metadata(NAME, None if external else {facts.INTERNAL_LB_ANNOTATIONS[0]: facts.INTERNAL_LB_VALUE}),
             spec={
                 "type": "LoadBalancer",
+                # Local keeps the client's address (Cluster would SNAT it to a node's when a load balancer
+                # hop lands on a node without the pod), so the NetworkPolicy's ipBlock sees the real caller.
+                "external_traffic_policy": "Local",
                 "selector": selector,
                 "ports": [{"name": "http", "port": facts.VLLM_PORT, "target_port": "http", "protocol": "TCP"}],
                 "load_balancer_source_ranges": list(model.source_ranges) or None,
@@ -222,8 +227,10 @@ class VllmServer(pulumi.ComponentResource):
             api_version="monitoring.googleapis.com/v1",
             kind="PodMonitoring",
             metadata=metadata(NAME),
+            # A CustomResource's spec reaches the API server as written (no snake_case translation), so
+            # it takes the CRD's camelCase keys: `match_labels` would be pruned, leaving an empty selector.
             spec={
-                "selector": {"match_labels": selector},
+                "selector": {"matchLabels": selector},
                 "endpoints": [{"port": facts.VLLM_PORT, "path": facts.VLLM_METRICS_PATH, "interval": "15s"}],
             },
             opts=in_namespace,

@@ -53,6 +53,7 @@ CASES: list[tuple[str, dict[str, Any], dict[str, str] | None, str, str]] = [
     ("reservation without name", model(capacity="reservation"), None, "models[0].reservation", "reservation"),
     ("utilization out of range", model(gpuMemoryUtilization=1.5), None, "models[0].gpuMemoryUtilization", "from 0.5 to 0.99"),
     ("startup too short for a compile", model(startupMinutes=10), None, "models[0].startupMinutes", "from 40"),
+    ("misspelt stack key", {"tpu-serving:protectdata": True}, None, "tpu-serving:protectdata", "unknown key"),
     ("bad mode", {"tpu-serving:cluster": {**CLUSTER, "mode": "serverless"}}, None, "cluster.mode", "autopilot, standard"),
 ]
 

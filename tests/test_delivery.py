@@ -96,7 +96,7 @@ def test_no_yaml_merge_keys() -> None:
     """GitHub accepts anchors and aliases but rejects the merge key `<<`, which PyYAML and the
     schema check would both let through."""
 
-    def merge_keys(node: yaml.Node) -> Iterator[yaml.Node]:
+    def merge_keys(node: yaml.Node | None) -> Iterator[yaml.Node]:
         if isinstance(node, yaml.MappingNode):
             for key, value in node.value:
                 if key.tag == "tag:yaml.org,2002:merge":

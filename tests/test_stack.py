@@ -152,6 +152,17 @@ def test_bucket_does_not_wait_for_the_cluster_but_its_grant_waits_for_the_pool(r
     assert cluster in only(run, "gcp:storage/bucketIAMMember:BucketIAMMember").dependencies
 
 
+def test_first_pod_starts_after_its_pool_and_bucket_grant(run_stack: RunStack) -> None:
+    run = run_stack()
+    deployment = only(run, "kubernetes:apps/v1:Deployment", "llama-70b")
+    # A pod without its grant fails to mount the bucket; pulumi then waits out its whole timeout.
+    assert only(run, "gcp:storage/bucketIAMMember:BucketIAMMember").urn in deployment.dependencies
+    assert only(run, "gcp:container/nodePool:NodePool", "llama-70b").urn in deployment.dependencies
+    assert all("pulumi:pulumi:Stack$" not in r.urn for r in run.registrations), "URNs as the engine makes them"
+    adapter_grant = next(r for r in of_type(run, "gcp:projects/iAMMember:IAMMember") if r.name == "metrics-adapter")
+    assert only(run, "gcp:container/cluster:Cluster").urn in adapter_grant.dependencies
+
+
 def test_compile_cache_is_keyed_and_rolls_out_one_writer_at_a_time(run_stack: RunStack) -> None:
     run = run_stack()
     deployment = only(run, "kubernetes:apps/v1:Deployment", "llama-70b").inputs

@@ -1,0 +1,167 @@
+"""Checkov, at the version pinned in requirements-checkov.txt, over the Kubernetes manifests the
+offline plan renders for every shipped stack (Pulumi.<stack>.yaml): no failed check, and every
+skipped one is skipped on purpose, with its reason, on the object where Checkov reads it.
+
+Checkov runs from its own virtualenv (`.venv-checkov`, its pins conflict with pulumi's), or from
+the path in $CHECKOV. Without it the scan is skipped locally and fails under CI=true.
+
+Checkov's CKV2_K8S_6 (a NetworkPolicy per pod) matches policies to pods across namespaces, so a
+`podSelector: {}` policy in one namespace hides a namespace without any; test_hardening checks
+the policies namespace by namespace.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import Any, NoReturn
+
+import pytest
+from test_hardening import STACKS, objects, shipped_run
+
+from offline_plan.render import write_manifests
+
+ROOT = Path(__file__).resolve().parent.parent
+REQUIREMENTS = ROOT / "requirements-checkov.txt"
+DEFAULT_CHECKOV = ROOT / ".venv-checkov" / "bin" / "checkov"
+SKIP_ANNOTATION = re.compile(r"^checkov\.io/skip\d+$")
+# Every skip the stack ships, by the object that carries it. A new one is a decision: add it here
+# and give its reason in the component's annotation.
+EXPECTED_SKIPS: dict[tuple[str, str], set[str]] = {
+    # vllm/vllm-tpu runs as root; the image is pinned by tag, not digest.
+    ("Deployment", "vllm"): {"CKV_K8S_23", "CKV_K8S_40", "CKV_K8S_43"},
+    # Google's adapter image as published: root on 443 with NET_BIND_SERVICE, calls the API.
+    ("Deployment", "custom-metrics-stackdriver-adapter"): {"CKV_K8S_23", "CKV_K8S_25", "CKV_K8S_38", "CKV_K8S_40", "CKV_K8S_43"},
+}
+TIMEOUT_SECONDS = 300
+
+
+def pinned_version() -> str:
+    match = re.search(r"^checkov==(\S+)\s*$", REQUIREMENTS.read_text(encoding="utf-8"), re.MULTILINE)
+    assert match, f"{REQUIREMENTS.name} must pin checkov==<version>"
+    return match.group(1)
+
+
+def checkov_binary() -> Path | None:
+    configured = os.environ.get("CHECKOV")
+    if not configured:
+        return DEFAULT_CHECKOV if os.access(DEFAULT_CHECKOV, os.X_OK) else None
+    found = shutil.which(configured)
+    return Path(found) if found else None
+
+
+def missing(reason: str) -> NoReturn:
+    if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
+        pytest.fail(f"{reason} (CI=true: the checkov scan is part of make test)")
+    pytest.skip(reason)
+
+
+@pytest.fixture(scope="module")
+def reports(tmp_path_factory: pytest.TempPathFactory) -> dict[str, dict[str, Any]]:
+    """One Checkov run per stack, all started at once; Checkov's JSON report of each."""
+    binary = checkov_binary()
+    if binary is None:
+        where = os.environ.get("CHECKOV") or DEFAULT_CHECKOV.relative_to(ROOT)
+        missing(
+            f"checkov not found at {where}: python3 -m venv .venv-checkov && .venv-checkov/bin/pip install -r {REQUIREMENTS.name}"
+            " (or set CHECKOV=/path/to/checkov)"
+        )
+    version = subprocess.run([str(binary), "--version"], capture_output=True, text=True, timeout=120, check=True).stdout.strip()
+    assert version == pinned_version(), f"{binary} is checkov {version}; {REQUIREMENTS.name} pins {pinned_version()}"
+    running = {}
+    for stack in STACKS:
+        directory = tmp_path_factory.mktemp(f"manifests-{stack}")
+        assert write_manifests(shipped_run(stack), directory)
+        # --skip-download: no call to Prisma Cloud for guidelines or policies; the scan stays offline.
+        command = [str(binary), "-d", str(directory), "--framework", "kubernetes", "-o", "json", "--skip-download"]
+        running[stack] = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    found = {}
+    for stack, process in running.items():
+        out, err = process.communicate(timeout=TIMEOUT_SECONDS)
+        # 0: all passed; 1: some check failed (the tests below say which). Anything else is Checkov failing.
+        assert process.returncode in (0, 1), f"checkov on {stack} exited {process.returncode}: {err[-2000:]}"
+        found[stack] = merged(json.loads(out))
+    return found
+
+
+def merged(document: Any) -> dict[str, Any]:
+    """Checkov prints one report, or a list of them when several runners answer."""
+    parts = document if isinstance(document, list) else [document]
+    results: dict[str, list[dict[str, Any]]] = {"passed_checks": [], "failed_checks": [], "skipped_checks": []}
+    parsing_errors = 0
+    for part in parts:
+        for key in results:
+            results[key] += (part.get("results") or {}).get(key, [])
+        parsing_errors += (part.get("summary") or {}).get("parsing_errors", 0)
+    return {"results": results, "parsing_errors": parsing_errors}
+
+
+def where(check: Mapping[str, Any]) -> str:
+    return f"{check['check_id']} ({check.get('check_name')}) on {check['resource']} in {check['file_path']}"
+
+
+def kind_and_name(resource: str) -> tuple[str, str]:
+    """Checkov names an object Kind.namespace.name (the name may hold dots)."""
+    kind, _, name = resource.split(".", 2)
+    return kind, name
+
+
+stacks = pytest.mark.parametrize("stack", STACKS)
+
+
+@stacks
+def test_checkov_reads_every_workload(stack: str, reports: dict[str, dict[str, Any]]) -> None:
+    report = reports[stack]
+    assert report["parsing_errors"] == 0
+    checked = {kind_and_name(c["resource"]) for part in report["results"].values() for c in part}
+    workloads = {("Deployment", str(d["metadata"]["name"])) for d in objects(shipped_run(stack), "Deployment")}
+    assert workloads and workloads <= checked, f"not scanned: {sorted(workloads - checked)}"
+
+
+@stacks
+def test_no_failed_checks(stack: str, reports: dict[str, dict[str, Any]]) -> None:
+    failed = reports[stack]["results"]["failed_checks"]
+    assert failed == [], "checkov failed (fix the component or, if the workload truly cannot, skip with a true reason):\n" + "\n".join(
+        where(c) for c in failed
+    )
+
+
+@stacks
+def test_every_skip_is_expected_and_says_why(stack: str, reports: dict[str, dict[str, Any]]) -> None:
+    skipped: dict[tuple[str, str], set[str]] = {}
+    for check in reports[stack]["results"]["skipped_checks"]:
+        reason = (check.get("check_result") or {}).get("suppress_comment") or ""
+        assert reason.strip() and reason != "No comment provided", f"no reason: {where(check)}"
+        skipped.setdefault(kind_and_name(check["resource"]), set()).add(check["check_id"])
+    # Exactly the expected set per object: a new skip needs a decision, a missing one means
+    # Checkov ignored an annotation.
+    for obj, checks in skipped.items():
+        assert checks == EXPECTED_SKIPS.get(obj, set()), f"{obj}: checkov skipped {sorted(checks)}"
+
+
+def annotations_anywhere(value: Any, path: str = "") -> Iterator[tuple[str, str, Any]]:
+    if isinstance(value, Mapping):
+        for key, item in value.items():
+            if isinstance(key, str) and SKIP_ANNOTATION.match(key):
+                yield path, key, item
+            yield from annotations_anywhere(item, f"{path}.{key}" if path else str(key))
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            yield from annotations_anywhere(item, f"{path}[{index}]")
+
+
+@stacks
+def test_skip_annotations_sit_where_checkov_reads_them(stack: str) -> None:
+    """Checkov reads skips from the object's own metadata.annotations only: on a pod template
+    they are silently ignored. A reason holding "=" breaks Checkov's parser."""
+    for obj in objects(shipped_run(stack)):
+        for path, key, value in annotations_anywhere(obj):
+            label = f"{obj['kind']} {obj['metadata'].get('name')}: {path}.{key}"
+            assert path == "metadata.annotations", f"{label}: checkov does not read skips there"
+            check, _, reason = str(value).partition("=")
+            assert re.fullmatch(r"CKV2?_K8S_\d+", check) and reason.strip() and "=" not in reason, f"{label} = {value!r}"
