@@ -244,23 +244,26 @@ def _cidr(key: str, value: str) -> str:
         raise ConfigError(key, value, "must be a CIDR block such as 203.0.113.0/24") from None
 
 
+CLUSTER_KEYS = (
+    "name",
+    "mode",
+    "zones",
+    "releaseChannel",
+    "version",
+    "deletionProtection",
+    "privateEndpoint",
+    "authorizedNetworks",
+    "systemMachineType",
+    "systemNodes",
+    "extraTpuZones",
+)
+
+
 def _cluster(raw: Any, region: str) -> ClusterConfig:
     r = _Reader(
         raw,
         "cluster",
-        (
-            "name",
-            "mode",
-            "zones",
-            "releaseChannel",
-            "version",
-            "deletionProtection",
-            "privateEndpoint",
-            "authorizedNetworks",
-            "systemMachineType",
-            "systemNodes",
-            "extraTpuZones",
-        ),
+        CLUSTER_KEYS,
     )
     name = r.text("name", "llm-serving")
     if not re.fullmatch(r"[a-z]([a-z0-9-]{0,38}[a-z0-9])?", name):

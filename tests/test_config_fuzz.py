@@ -68,24 +68,11 @@ PULUMI_KEYS = {
     "models": "tpu-serving:models",
     "protectData": "tpu-serving:protectData",
 }
-CLUSTER_KEYS = (
-    "name",
-    "mode",
-    "zones",
-    "releaseChannel",
-    "version",
-    "deletionProtection",
-    "privateEndpoint",
-    "authorizedNetworks",
-    "systemMachineType",
-    "systemNodes",
-    "extraTpuZones",
-)
 # Mappings of the base and the keys each allows: an unknown key in any of them is an error.
 Path = tuple[str | int, ...]
 MAPPINGS: dict[Path, tuple[str, ...]] = {
     (): tuple(PULUMI_KEYS),
-    ("cluster",): CLUSTER_KEYS,
+    ("cluster",): stack_config.CLUSTER_KEYS,
     ("cluster", "authorizedNetworks", 0): ("name", "cidr"),
     ("cluster", "extraTpuZones"): tuple(facts.GENERATIONS),
     ("bucket",): ("location",),
