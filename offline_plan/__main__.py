@@ -12,14 +12,15 @@ import argparse
 import shutil
 import sys
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from components.errors import ConfigError
 from offline_plan import graph, render, schemas
-from offline_plan.harness import ROOT, run_program
+from offline_plan.harness import ROOT, ProgramRun, read_project_name, run_program
 from policy_runner.config import PolicyConfigError
 from policy_runner.report import render as render_policies
-from policy_runner.session import PolicyPackError, analyze
+from policy_runner.session import PolicyPackError, PolicyPackSession, start_policy_pack
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -30,15 +31,25 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--project-dir", type=Path, default=ROOT, help="folder with Pulumi.yaml, __main__.py and the stack files")
     args = parser.parse_args(argv)
 
-    try:
-        run = run_program(args.stack, program=args.project_dir / "__main__.py")
-    except ConfigError as error:
-        print(error, file=sys.stderr)
-        return 1
-    except FileNotFoundError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
+    project = read_project_name(args.project_dir)
+    # The pack's interpreter starts on the other core while this one runs the program.
+    with ThreadPoolExecutor(max_workers=1) as worker:
+        program = worker.submit(run_program, args.stack, program=args.project_dir / "__main__.py")
+        try:
+            with start_policy_pack(project=project, stack=args.stack) as session:
+                return _plan(args, program.result(), session)
+        except ConfigError as error:
+            print(error, file=sys.stderr)
+            return 1
+        except FileNotFoundError as error:
+            print(f"error: {error}", file=sys.stderr)
+            return 2
+        except (PolicyPackError, PolicyConfigError) as error:
+            print(f"error: policy pack: {error}", file=sys.stderr)
+            return 2
 
+
+def _plan(args: argparse.Namespace, run: ProgramRun, session: PolicyPackSession) -> int:
     print(f"Previewing update ({args.stack}) offline: mock monitor, no cloud; PLACEHOLDER-* values are computed by the cloud\n")
     print("\n".join(render.tree_lines(run)))
     print(f"\nResources:\n    + {len(run.registrations) + 1} to create\n")
@@ -66,11 +77,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     pictures = graph.write_graph(resource_graph, path, out)
 
     config = args.policy_config or args.project_dir / "policies" / "config" / f"{args.stack}.json"
-    try:
-        report = analyze(run.policy_resources(), config if config.exists() else None, project=run.project, stack=args.stack)
-    except (PolicyPackError, PolicyConfigError) as error:
-        print(f"error: policy pack: {error}", file=sys.stderr)
-        return 2
+    session.configure(config if config.exists() else None)
+    report = session.analyze(run.policy_resources())
     print("\n" + render_policies(report))
     policy = {
         "pack": report.pack.name,

@@ -152,11 +152,15 @@ def _plain(value: Any) -> Any:
     return value
 
 
+def read_project_name(root: Path) -> str:
+    return str(yaml.safe_load((root / "Pulumi.yaml").read_text())["name"])
+
+
 def read_stack_config(stack: str, root: Path = ROOT) -> tuple[str, dict[str, str], list[str], list[str]]:
     """Pulumi.<stack>.yaml as the CLI hands it to the program: a flat map of `ns:key` to string
     (objects as JSON). Encrypted (`secure:`) values cannot be read offline; they become a
     marker unless PLAN_SECRET_<KEY> supplies a value. Returns (project, config, secret keys, notes)."""
-    project = yaml.safe_load((root / "Pulumi.yaml").read_text())["name"]
+    project = read_project_name(root)
     path = root / f"Pulumi.{stack}.yaml"
     if not path.exists():
         stacks = sorted(p.name[len("Pulumi.") : -len(".yaml")] for p in root.glob("Pulumi.*.yaml"))
@@ -202,7 +206,7 @@ def run_program(
     notes: list[str] = []
     if config is None:
         project, config, secret_keys, notes = read_stack_config(stack, program.parent)
-    project = project or yaml.safe_load((program.parent / "Pulumi.yaml").read_text())["name"]
+    project = project or read_project_name(program.parent)
     monitor = monitor or RecordingMonitor(plan_mocks or PlanMocks())
     asyncio.set_event_loop(asyncio.new_event_loop())
     settings.ROOT.set(None)
