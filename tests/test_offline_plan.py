@@ -126,3 +126,15 @@ def test_unknown_stack_is_a_clear_error(tmp_path: Path) -> None:
     result = plan("nosuch", tmp_path)
     assert result.returncode == 2
     assert "Pulumi.nosuch.yaml" in result.stderr and "dev" in result.stderr
+
+
+def test_secure_values_become_a_marker_with_a_note(tmp_path: Path) -> None:
+    dev = yaml.safe_load((ROOT / "Pulumi.dev.yaml").read_text())["config"]
+    ciphertext = "v1:Zm9yLXRlc3Rz:c2VjcmV0LWJ5dGVzLW5vdC1yZWFs"
+    project = _project_with(tmp_path, "enc", {**dev, "tpu-serving:hfToken": {"secure": ciphertext}})
+    result = plan("enc", tmp_path / "out", "--project-dir", str(project), "--policy-config", str(ROOT / "policies/config/dev.json"))
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "tpu-serving:hfToken: encrypted in Pulumi.enc.yaml; cannot decrypt offline" in result.stdout
+    written = "".join(p.read_text() for p in (tmp_path / "out" / "enc").rglob("*") if p.is_file() and p.suffix in (".json", ".yaml"))
+    assert ciphertext not in written
+    assert "[secret: not decrypted offline]" in written
