@@ -19,7 +19,7 @@ secrets = read_secrets(config)
 project_number = gcp.organizations.get_project_output(project_id=config.project).number
 cluster = Cluster(config.cluster.name, ClusterArgs(config.project, config.region, config.cluster))
 on_cluster = pulumi.ResourceOptions(providers=[cluster.provider])
-needs_adapter = any(m.max_replicas > 1 for m in config.models)
+needs_adapter = any(m.autoscaled for m in config.models)
 adapter = (
     MetricsAdapter("metrics-adapter", MetricsAdapterArgs(config.project, project_number, cluster.workload_identity_pool), on_cluster)
     if needs_adapter
@@ -68,12 +68,12 @@ for model in config.models:
             hf_token=secrets.hf_token,
             api_key=secrets.api_key if model.exposure == "external" else None,
             labels=labels,
-            autoscaled=model.max_replicas > 1,
+            autoscaled=model.autoscaled,
             start_after=[cache.grant, *([pool] if pool else [])],
         ),
         on_cluster,
     )
-    if adapter is not None and model.max_replicas > 1:
+    if adapter is not None and model.autoscaled:
         Autoscaling(
             model.name,
             AutoscalingArgs(model, model.namespace, server.deployment, adapter.ready, labels),

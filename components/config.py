@@ -90,6 +90,12 @@ class ModelConfig:
         return self.generation.machine(self.slice.machine_type)
 
     @property
+    def autoscaled(self) -> bool:
+        """More than one replica goes through an HPA, even a fixed count (min = max): the HPA only
+        exists once the first replica is ready, which is what keeps the compile cache single-writer."""
+        return self.max_replicas > 1
+
+    @property
     def tensor_parallel_size(self) -> int:
         return self.slice.chips
 
