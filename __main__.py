@@ -68,7 +68,6 @@ for model in config.models:
             hf_token=secrets.hf_token,
             api_key=secrets.api_key if model.exposure == "external" else None,
             labels=labels,
-            autoscaled=model.autoscaled,
             start_after=[cache.grant, *([pool] if pool else [])],
         ),
         on_cluster,

@@ -72,8 +72,6 @@ class VllmServerArgs:
     hf_token: pulumi.Input[str]
     api_key: pulumi.Input[str] | None
     labels: dict[str, str]
-    # An HPA will own the replica count (and is only created once this Deployment is ready).
-    autoscaled: bool
     # What must exist before the first pod can start: its node pool, its bucket grant.
     start_after: list[pulumi.Resource]
 
@@ -195,7 +193,7 @@ class VllmServer(pulumi.ComponentResource):
             metadata=metadata(NAME, {**deployment_annotations, **ROOT_SKIPS}),
             spec={
                 # With an HPA the count is its to own; it only exists once this first replica is ready.
-                "replicas": None if args.autoscaled else 1,
+                "replicas": None if model.autoscaled else 1,
                 "selector": {"match_labels": selector},
                 # New pods start one at a time, each after the previous one is ready: one cache writer.
                 "strategy": {"type": "RollingUpdate", "rolling_update": {"max_surge": 1, "max_unavailable": 0}},
