@@ -299,9 +299,10 @@ def workload_identity_member(project_number: str, project: str, namespace: str, 
 GCSFUSE_SIDECAR_STANDARD = MappingProxyType(
     {"gke-gcsfuse/cpu-limit": "0", "gke-gcsfuse/memory-limit": "0", "gke-gcsfuse/ephemeral-storage-limit": "0"}
 )
-GCSFUSE_SIDECAR_AUTOPILOT = MappingProxyType(
-    {"gke-gcsfuse/cpu-limit": "10", "gke-gcsfuse/memory-limit": "20Gi", "gke-gcsfuse/ephemeral-storage-limit": "40Gi"}
-)
+GCSFUSE_SIDECAR_AUTOPILOT = MappingProxyType({"gke-gcsfuse/cpu-limit": "10", "gke-gcsfuse/ephemeral-storage-limit": "40Gi"})
+# The RAM file cache is charged to the sidecar: on Autopilot its memory must hold the weights.
+GCSFUSE_CACHE_HEADROOM = 1.1
+GCSFUSE_CACHE_UNKNOWN_MODEL_SHARE = 0.25  # of the pod's memory, when the model's size is not known
 
 # --- Secrets and exposure -----------------------------------------------------------------------
 # Variables huggingface_hub and the tools around it take a token from; HF_TOKEN_PATH (a file) is the safe form.

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 from dataclasses import dataclass
 
 import pulumi
@@ -51,6 +52,21 @@ def serving_args(model: ModelConfig) -> list[str]:
     if model.shutdown_timeout_seconds:
         args.append(f"--shutdown-timeout={model.shutdown_timeout_seconds}")
     return args
+
+
+def gcsfuse_sidecar(model: ModelConfig, autopilot: bool) -> tuple[dict[str, str], int]:
+    """The Cloud Storage FUSE sidecar's annotations and the memory (GiB) it takes from the pod's
+    share of the node. Standard lifts its limits; Autopilot needs numbers, and the RAM file cache
+    the weights are read through counts against the sidecar's memory."""
+    if not autopilot:
+        return dict(facts.GCSFUSE_SIDECAR_STANDARD), 0
+    if model.sizing is not None:
+        weights_gib = model.sizing.weights_bytes / facts.GIB
+        memory_gib = math.ceil(weights_gib * facts.GCSFUSE_CACHE_HEADROOM) + 1
+    else:
+        memory_gib = math.ceil(model.machine.pod_memory_gib * facts.GCSFUSE_CACHE_UNKNOWN_MODEL_SHARE)
+    memory = f"{memory_gib}Gi"
+    return {**facts.GCSFUSE_SIDECAR_AUTOPILOT, "gke-gcsfuse/memory-limit": memory, "gke-gcsfuse/memory-request": memory}, memory_gib
 
 
 def compile_cache_key(model: ModelConfig) -> str:
@@ -113,9 +129,10 @@ class VllmServer(pulumi.ComponentResource):
 
         selector = {"app.kubernetes.io/name": NAME, "app.kubernetes.io/instance": model.name}
         machine = model.machine
+        sidecar, sidecar_memory_gib = gcsfuse_sidecar(model, args.autopilot)
         resources = {
             "cpu": str(machine.pod_cpu),
-            "memory": f"{machine.pod_memory_gib}Gi",
+            "memory": f"{machine.pod_memory_gib - sidecar_memory_gib}Gi",
             facts.TPU_RESOURCE: str(args.placement.chips_per_node),
         }
         http_get: k8s.core.v1.HTTPGetActionArgsDict = {"path": facts.VLLM_HEALTH_PATH, "port": "http"}
@@ -154,7 +171,6 @@ class VllmServer(pulumi.ComponentResource):
                 *secret_mounts,
             ],
         }
-        sidecar = facts.GCSFUSE_SIDECAR_AUTOPILOT if args.autopilot else facts.GCSFUSE_SIDECAR_STANDARD
         pod_spec: k8s.core.v1.PodSpecArgsDict = {
             "service_account_name": args.service_account_name,
             "automount_service_account_token": False,

@@ -334,7 +334,11 @@ def test_requests_and_limits_follow_the_machine_type(stack: str) -> None:
         selector = pod_spec(deployment)["nodeSelector"]
         assert selector[facts.ACCELERATOR_LABEL] == generation.accelerator
         assert selector[facts.TOPOLOGY_LABEL] == model.slice.topology
-        expected = {"cpu": str(machine.pod_cpu), "memory": f"{machine.pod_memory_gib}Gi", facts.TPU_RESOURCE: str(model.slice.chips_per_vm)}
+        # On Autopilot the FUSE sidecar's RAM cache comes out of the pod's share of the node.
+        annotations = deployment["spec"]["template"]["metadata"]["annotations"]
+        sidecar_gib = int(annotations["gke-gcsfuse/memory-limit"].removesuffix("Gi"))
+        memory = f"{machine.pod_memory_gib - sidecar_gib}Gi"
+        expected = {"cpu": str(machine.pod_cpu), "memory": memory, facts.TPU_RESOURCE: str(model.slice.chips_per_vm)}
         resources = vllm_container(deployment)["resources"]
         assert resources["requests"] == resources["limits"] == expected
         assert machine.pod_cpu < machine.vcpus and machine.pod_memory_gib < machine.memory_gib, "room for the kubelet and the FUSE sidecar"

@@ -234,3 +234,17 @@ def test_compile_cache_key_depends_on_every_serving_arg(run_stack: RunStack) -> 
 
 def _model() -> dict[str, Any]:
     return {"name": "llama-70b", "hfId": "meta-llama/Llama-3.1-70B", "generation": "v6e", "topology": "2x4", "maxReplicas": 2}
+
+
+def test_autopilot_sidecar_memory_holds_the_weights(run_stack: RunStack) -> None:
+    cluster = {"name": "llm-test", "mode": "autopilot", "zones": ["us-east5-b"]}
+    run = run_stack({"tpu-serving:cluster": cluster})
+    template = only(run, "kubernetes:apps/v1:Deployment", "llama-70b").inputs["spec"]["template"]
+    sidecar_gib = int(template["metadata"]["annotations"]["gke-gcsfuse/memory-limit"].removesuffix("Gi"))
+    assert sidecar_gib >= 132, "Llama 3.1 70B's bf16 weights are ~131 GiB and are cached in RAM by the sidecar"
+    app_gib = int(template["spec"]["containers"][0]["resources"]["requests"]["memory"].removesuffix("Gi"))
+    from components.facts import GENERATIONS
+
+    assert app_gib + sidecar_gib == GENERATIONS["v6e"].machine("ct6e-standard-8t").pod_memory_gib
+    standard = only(run_stack(), "kubernetes:apps/v1:Deployment", "llama-70b").inputs["spec"]["template"]
+    assert standard["metadata"]["annotations"]["gke-gcsfuse/memory-limit"] == "0"
