@@ -274,8 +274,13 @@ class PolicyPackProcess:
             preexec_fn=_die_with_parent if _PRCTL is not None else None,
         )
         assert self._process.stdout is not None and self._process.stderr is not None
-        for stream, sink in ((self._process.stdout, self._lines.put), (self._process.stderr, self._stderr.append)):
-            threading.Thread(target=self._drain, args=(stream, sink), daemon=True).start()
+        readers = [
+            threading.Thread(target=self._drain, args=(stream, sink), daemon=True)
+            for stream, sink in ((self._process.stdout, self._lines.put), (self._process.stderr, self._stderr.append))
+        ]
+        for reader in readers:
+            reader.start()
+        self._stderr_reader = readers[1]
         try:
             self.port = self._read_port(start_timeout)
         except BaseException:
@@ -296,6 +301,8 @@ class PolicyPackProcess:
             raise PolicyPackError(f"the policy pack printed no port within {timeout:g} s{self.stderr_tail()}") from None
         if line is None:
             self._process.wait(timeout=STOP_TIMEOUT_SECONDS)
+            # stdout can close before the last of stderr is read: the error is in that last part.
+            self._stderr_reader.join(timeout=STOP_TIMEOUT_SECONDS)
             raise PolicyPackError(f"the policy pack exited with {self._process.returncode} before serving{self.stderr_tail()}")
         if not line.strip().isdigit():
             raise PolicyPackError(f"the policy pack printed {line!r} where its port belongs (a policy module prints at import?)")

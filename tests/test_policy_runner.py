@@ -206,7 +206,8 @@ def test_the_pack_process_is_stopped_after_a_session(tmp_path: Path) -> None:
 def test_a_pack_that_dies_at_start_is_reported_with_its_error(tmp_path: Path) -> None:
     directory = fake_pack(tmp_path / "pack", "raise RuntimeError('no pack here')\n")
     with (
-        pytest.raises(PolicyPackError, match=r"exited with 1 before serving[\s\S]*no pack here"),
+        # 1, or -6 when grpc's threads abort the interpreter on its way out: what matters is the error.
+        pytest.raises(PolicyPackError, match=r"exited with -?[0-9]+ before serving[\s\S]*no pack here"),
         start_policy_pack(directory, project="p", stack="s"),
     ):
         pass
