@@ -14,7 +14,8 @@ CHECKOV_VENV := .venv-checkov
 
 help:
 	@echo "make plan [STACK=dev]           offline preview: resource tree, plan.json, manifests, policies, graph (no CLI, no cloud)"
-	@echo "make check MANIFESTS='a.yaml'   run the policy pack over plain Kubernetes YAML"
+	@echo "make plans                      make plan for every Pulumi.<stack>.yaml"
+	@echo "make check MANIFESTS='a.yaml'   run the policy pack over plain Kubernetes YAML [CHECK_CONFIG=policies/config/dev.json]"
 	@echo "make test                       lint, type-check, tests (incl. checkov over every stack's manifests)"
 	@echo "make checkov                    checkov (pinned, own venv) over every stack's rendered manifests"
 	@echo "make recommend MODEL=hf/id      smallest TPU slice that fits a model"
