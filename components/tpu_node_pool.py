@@ -98,7 +98,9 @@ class TpuNodePool(pulumi.ComponentResource):
                 "location_policy": "ANY",
             },
             queued_provisioning={"enabled": True} if model.capacity == "queued" else None,
-            management={"auto_repair": True, "auto_upgrade": True},
+            # Queued-provisioning nodes live exactly as long as their request; GKE's queued
+            # provisioning guide creates such pools with auto-repair off.
+            management={"auto_repair": model.capacity != "queued", "auto_upgrade": True},
             opts=pulumi.ResourceOptions(parent=self, ignore_changes=["initialNodeCount"]),
         )
         self.pool_name = pool.name

@@ -248,3 +248,27 @@ def test_autopilot_sidecar_memory_holds_the_weights(run_stack: RunStack) -> None
     assert app_gib + sidecar_gib == GENERATIONS["v6e"].machine("ct6e-standard-8t").pod_memory_gib
     standard = only(run_stack(), "kubernetes:apps/v1:Deployment", "llama-70b").inputs["spec"]["template"]
     assert standard["metadata"]["annotations"]["gke-gcsfuse/memory-limit"] == "0"
+
+
+@pytest.mark.parametrize(
+    ("capacity", "extra", "expected"),
+    [
+        ("spot", {}, {"spot": True, "min": 1, "affinity": None, "queued": None, "repair": True}),
+        ("flex-start", {}, {"flexStart": True, "min": 0, "affinity": "NO_RESERVATION", "queued": None, "repair": True}),
+        ("queued", {}, {"min": 0, "affinity": "NO_RESERVATION", "queued": {"enabled": True}, "repair": False}),
+        ("reservation", {"reservation": "tpu-res"}, {"min": 1, "affinity": "SPECIFIC_RESERVATION", "queued": None, "repair": True}),
+    ],
+)
+def test_capacity_options_shape_the_pool(run_stack: RunStack, capacity: str, extra: dict[str, Any], expected: dict[str, Any]) -> None:
+    pool = only(
+        run_stack({"tpu-serving:models": [{**_model(), "capacity": capacity, **extra}]}), "gcp:container/nodePool:NodePool", "llama-70b"
+    )
+    node = pool.inputs["nodeConfig"]
+    for flag in ("spot", "flexStart"):
+        assert node.get(flag) == expected.get(flag), flag
+    assert pool.inputs["autoscaling"]["totalMinNodeCount"] == expected["min"]
+    assert (node.get("reservationAffinity") or {}).get("consumeReservationType") == expected["affinity"]
+    assert pool.inputs.get("queuedProvisioning") == expected["queued"]
+    assert pool.inputs["management"]["autoRepair"] is expected["repair"]
+    if capacity == "reservation":
+        assert node["reservationAffinity"]["values"] == ["tpu-res"]
