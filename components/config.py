@@ -22,7 +22,9 @@ from components.errors import ConfigError
 from components.models import ModelArch
 
 MODES = ("autopilot", "standard")
-CAPACITY = ("on-demand", "spot", "flex-start", "queued", "reservation")
+# Queued provisioning is left out: its nodes only come for a ProvisioningRequest (Kueue), which a
+# long-running Deployment never makes, so the server would wait forever.
+CAPACITY = ("on-demand", "spot", "flex-start", "reservation")
 EXPOSURE = ("internal", "external")
 NAME_RE = re.compile(r"^[a-z]([a-z0-9-]{0,18}[a-z0-9])?$")
 PROJECT_RE = re.compile(r"^[a-z][a-z0-9-]{4,28}[a-z0-9]$")

@@ -274,6 +274,9 @@ GCSFUSE_MOUNT_OPTIONS = (
     "file-cache:download-chunk-size-mb:10",
 )
 
+# Managed Prometheus collectors scrape from gmp-system on Standard and gke-gmp-system on Autopilot.
+GMP_COLLECTOR_NAMESPACES = ("gmp-system", "gke-gmp-system")
+
 # --- Autoscaling adapter ------------------------------------------------------------------------
 METRICS_ADAPTER_IMAGE = "gcr.io/gke-release/custom-metrics-stackdriver-adapter:v0.14.2-gke.0"
 METRICS_ADAPTER_NAMESPACE = "custom-metrics"
@@ -299,7 +302,10 @@ def workload_identity_member(project_number: str, project: str, namespace: str, 
 GCSFUSE_SIDECAR_STANDARD = MappingProxyType(
     {"gke-gcsfuse/cpu-limit": "0", "gke-gcsfuse/memory-limit": "0", "gke-gcsfuse/ephemeral-storage-limit": "0"}
 )
-GCSFUSE_SIDECAR_AUTOPILOT = MappingProxyType({"gke-gcsfuse/cpu-limit": "10", "gke-gcsfuse/ephemeral-storage-limit": "40Gi"})
+GCSFUSE_SIDECAR_AUTOPILOT = MappingProxyType({"gke-gcsfuse/ephemeral-storage-limit": "40Gi"})
+# The sidecar's request equals its limit when only a limit is set, so what it gets is taken out
+# of the server's share; parallel downloads of the weights want a few cores.
+GCSFUSE_SIDECAR_AUTOPILOT_CPU = 4
 # The RAM file cache is charged to the sidecar: on Autopilot its memory must hold the weights.
 GCSFUSE_CACHE_HEADROOM = 1.1
 GCSFUSE_CACHE_UNKNOWN_MODEL_SHARE = 0.25  # of the pod's memory, when the model's size is not known

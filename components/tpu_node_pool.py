@@ -16,7 +16,6 @@ from components.config import ModelConfig
 MODEL_LABEL = "serving.tpu.dev/model"
 # A rollout starts one new replica before it stops an old one (see VllmServer): one spare slice.
 ROLLOUT_SURGE_NODES = 1
-ELASTIC_CAPACITY = ("flex-start", "queued")
 
 
 @dataclass(frozen=True)
@@ -71,7 +70,7 @@ class TpuNodePool(pulumi.ComponentResource):
         super().__init__("tpu-serving:index:TpuNodePool", name, None, opts)
         model = args.model
         self.placement = slice_placement(model, autopilot=False)
-        elastic = model.capacity in ELASTIC_CAPACITY
+        flex_start = model.capacity == "flex-start"
         node_config: gcp.container.NodePoolNodeConfigArgsDict = {
             **node_hardening(args.service_account),
             "machine_type": model.slice.machine_type,
@@ -90,17 +89,14 @@ class TpuNodePool(pulumi.ComponentResource):
             node_locations=list(model.zones),
             node_config=node_config,
             placement_policy={"type": "COMPACT", "tpu_topology": model.slice.topology},
-            # Flex-start and queued capacity is granted on demand, so such pools rest at zero.
-            initial_node_count=0 if elastic else model.min_replicas,
+            # Flex-start capacity is granted on demand, so such a pool rests at zero.
+            initial_node_count=0 if flex_start else model.min_replicas,
             autoscaling={
-                "total_min_node_count": 0 if elastic else model.min_replicas,
+                "total_min_node_count": 0 if flex_start else model.min_replicas,
                 "total_max_node_count": model.max_replicas + ROLLOUT_SURGE_NODES,
                 "location_policy": "ANY",
             },
-            queued_provisioning={"enabled": True} if model.capacity == "queued" else None,
-            # Queued-provisioning nodes live exactly as long as their request; GKE's queued
-            # provisioning guide creates such pools with auto-repair off.
-            management={"auto_repair": model.capacity != "queued", "auto_upgrade": True},
+            management={"auto_repair": True, "auto_upgrade": True},
             opts=pulumi.ResourceOptions(parent=self, ignore_changes=["initialNodeCount"]),
         )
         self.pool_name = pool.name
@@ -114,5 +110,5 @@ def _reservation_affinity(model: ModelConfig) -> gcp.container.NodePoolNodeConfi
             "key": "compute.googleapis.com/reservation-name",
             "values": [model.reservation],
         }
-    # Flex-start and queued capacity must not draw from reservations.
-    return {"consume_reservation_type": "NO_RESERVATION"} if model.capacity in ELASTIC_CAPACITY else None
+    # Flex-start capacity must not draw from reservations.
+    return {"consume_reservation_type": "NO_RESERVATION"} if model.capacity == "flex-start" else None

@@ -54,19 +54,26 @@ def serving_args(model: ModelConfig) -> list[str]:
     return args
 
 
-def gcsfuse_sidecar(model: ModelConfig, autopilot: bool) -> tuple[dict[str, str], int]:
-    """The Cloud Storage FUSE sidecar's annotations and the memory (GiB) it takes from the pod's
-    share of the node. Standard lifts its limits; Autopilot needs numbers, and the RAM file cache
-    the weights are read through counts against the sidecar's memory."""
+def gcsfuse_sidecar(model: ModelConfig, autopilot: bool) -> tuple[dict[str, str], int, int]:
+    """The Cloud Storage FUSE sidecar's annotations and the CPUs and memory (GiB) it takes from the
+    pod's share of the node. Standard lifts its limits; Autopilot needs numbers, and the RAM file
+    cache the weights are read through counts against the sidecar's memory."""
     if not autopilot:
-        return dict(facts.GCSFUSE_SIDECAR_STANDARD), 0
+        return dict(facts.GCSFUSE_SIDECAR_STANDARD), 0, 0
     if model.sizing is not None:
         weights_gib = model.sizing.weights_bytes / facts.GIB
         memory_gib = math.ceil(weights_gib * facts.GCSFUSE_CACHE_HEADROOM) + 1
     else:
         memory_gib = math.ceil(model.machine.pod_memory_gib * facts.GCSFUSE_CACHE_UNKNOWN_MODEL_SHARE)
-    memory = f"{memory_gib}Gi"
-    return {**facts.GCSFUSE_SIDECAR_AUTOPILOT, "gke-gcsfuse/memory-limit": memory, "gke-gcsfuse/memory-request": memory}, memory_gib
+    cpu, memory = str(facts.GCSFUSE_SIDECAR_AUTOPILOT_CPU), f"{memory_gib}Gi"
+    annotations = {
+        **facts.GCSFUSE_SIDECAR_AUTOPILOT,
+        "gke-gcsfuse/cpu-limit": cpu,
+        "gke-gcsfuse/cpu-request": cpu,
+        "gke-gcsfuse/memory-limit": memory,
+        "gke-gcsfuse/memory-request": memory,
+    }
+    return annotations, facts.GCSFUSE_SIDECAR_AUTOPILOT_CPU, memory_gib
 
 
 def compile_cache_key(model: ModelConfig) -> str:
@@ -129,9 +136,9 @@ class VllmServer(pulumi.ComponentResource):
 
         selector = {"app.kubernetes.io/name": NAME, "app.kubernetes.io/instance": model.name}
         machine = model.machine
-        sidecar, sidecar_memory_gib = gcsfuse_sidecar(model, args.autopilot)
+        sidecar, sidecar_cpu, sidecar_memory_gib = gcsfuse_sidecar(model, args.autopilot)
         resources = {
-            "cpu": str(machine.pod_cpu),
+            "cpu": str(machine.pod_cpu - sidecar_cpu),
             "memory": f"{machine.pod_memory_gib - sidecar_memory_gib}Gi",
             facts.TPU_RESOURCE: str(args.placement.chips_per_node),
         }
@@ -258,7 +265,15 @@ class VllmServer(pulumi.ComponentResource):
             "ingress": [
                 {"from_": allowed_sources, "ports": [{"port": facts.VLLM_PORT, "protocol": "TCP"}]},
                 {
-                    "from_": [{"namespace_selector": {"match_labels": {"kubernetes.io/metadata.name": "gmp-system"}}}],
+                    "from_": [
+                        {
+                            "namespace_selector": {
+                                "match_expressions": [
+                                    {"key": "kubernetes.io/metadata.name", "operator": "In", "values": list(facts.GMP_COLLECTOR_NAMESPACES)}
+                                ]
+                            }
+                        }
+                    ],
                     "ports": [{"port": facts.VLLM_PORT, "protocol": "TCP"}],
                 },
             ],

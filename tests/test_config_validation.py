@@ -50,6 +50,7 @@ CASES: list[tuple[str, dict[str, Any], dict[str, str] | None, str, str]] = [
     ("cluster too old for v6e", {"tpu-serving:cluster": {**CLUSTER, "version": "1.30.5-gke.100"}}, None, "cluster.version", "1.31.2"),
     ("model does not fit the slice", model(topology="2x2"), None, "models[0].topology", "GiB"),
     ("bad capacity", model(capacity="cheap"), None, "models[0].capacity", "spot"),
+    ("queued provisioning needs a ProvisioningRequest", model(capacity="queued"), None, "models[0].capacity", "flex-start"),
     ("reservation without name", model(capacity="reservation"), None, "models[0].reservation", "reservation"),
     ("utilization out of range", model(gpuMemoryUtilization=1.5), None, "models[0].gpuMemoryUtilization", "from 0.5 to 0.99"),
     ("startup too short for a compile", model(startupMinutes=10), None, "models[0].startupMinutes", "from 40"),

@@ -334,11 +334,15 @@ def test_requests_and_limits_follow_the_machine_type(stack: str) -> None:
         selector = pod_spec(deployment)["nodeSelector"]
         assert selector[facts.ACCELERATOR_LABEL] == generation.accelerator
         assert selector[facts.TOPOLOGY_LABEL] == model.slice.topology
-        # On Autopilot the FUSE sidecar's RAM cache comes out of the pod's share of the node.
+        # On Autopilot the FUSE sidecar's CPUs and RAM cache come out of the pod's share of the node
+        # (Standard lifts its limits with "0").
         annotations = deployment["spec"]["template"]["metadata"]["annotations"]
         sidecar_gib = int(annotations["gke-gcsfuse/memory-limit"].removesuffix("Gi"))
+        sidecar_cpu = int(annotations.get("gke-gcsfuse/cpu-request", "0"))
+        assert annotations.get("gke-gcsfuse/cpu-limit", "0") == annotations.get("gke-gcsfuse/cpu-request", "0")
         memory = f"{machine.pod_memory_gib - sidecar_gib}Gi"
-        expected = {"cpu": str(machine.pod_cpu), "memory": memory, facts.TPU_RESOURCE: str(model.slice.chips_per_vm)}
+        cpu = str(machine.pod_cpu - sidecar_cpu)
+        expected = {"cpu": cpu, "memory": memory, facts.TPU_RESOURCE: str(model.slice.chips_per_vm)}
         resources = vllm_container(deployment)["resources"]
         assert resources["requests"] == resources["limits"] == expected
         assert machine.pod_cpu < machine.vcpus and machine.pod_memory_gib < machine.memory_gib, "room for the kubelet and the FUSE sidecar"

@@ -255,7 +255,6 @@ def test_autopilot_sidecar_memory_holds_the_weights(run_stack: RunStack) -> None
     [
         ("spot", {}, {"spot": True, "min": 1, "affinity": None, "queued": None, "repair": True}),
         ("flex-start", {}, {"flexStart": True, "min": 0, "affinity": "NO_RESERVATION", "queued": None, "repair": True}),
-        ("queued", {}, {"min": 0, "affinity": "NO_RESERVATION", "queued": {"enabled": True}, "repair": False}),
         ("reservation", {"reservation": "tpu-res"}, {"min": 1, "affinity": "SPECIFIC_RESERVATION", "queued": None, "repair": True}),
     ],
 )
@@ -268,7 +267,7 @@ def test_capacity_options_shape_the_pool(run_stack: RunStack, capacity: str, ext
         assert node.get(flag) == expected.get(flag), flag
     assert pool.inputs["autoscaling"]["totalMinNodeCount"] == expected["min"]
     assert (node.get("reservationAffinity") or {}).get("consumeReservationType") == expected["affinity"]
-    assert pool.inputs.get("queuedProvisioning") == expected["queued"]
+    assert "queuedProvisioning" not in pool.inputs
     assert pool.inputs["management"]["autoRepair"] is expected["repair"]
     if capacity == "reservation":
         assert node["reservationAffinity"]["values"] == ["tpu-res"]
