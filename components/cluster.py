@@ -3,6 +3,7 @@ provider every Kubernetes object of the stack uses."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 from dataclasses import dataclass
 from typing import cast
@@ -88,7 +89,7 @@ class Cluster(pulumi.ComponentResource):
         node_sa = gcp.serviceaccount.Account(
             f"{name}-nodes",
             project=args.project,
-            account_id=f"{cfg.name}-nodes"[:30],
+            account_id=node_account_id(cfg.name),
             display_name=f"GKE nodes of {cfg.name}",
             opts=child,
         )
@@ -138,8 +139,11 @@ class Cluster(pulumi.ComponentResource):
             datapath_provider=None if cfg.autopilot else "ADVANCED_DATAPATH",
             opts=child,
         )
+        # Standard starts with no nodes (the default pool is removed): Kubernetes objects wait for
+        # the system pool, or Services and the metrics adapter would race it.
+        nodes_ready: pulumi.Resource = cluster
         if not cfg.autopilot:
-            gcp.container.NodePool(
+            nodes_ready = gcp.container.NodePool(
                 f"{name}-system",
                 name="system",
                 project=args.project,
@@ -157,11 +161,23 @@ class Cluster(pulumi.ComponentResource):
                 lambda parts: _kubeconfig(*parts)
             )
         )
-        self.provider = k8s.Provider(f"{name}-k8s", kubeconfig=kubeconfig, opts=child)
+        self.provider = k8s.Provider(
+            f"{name}-k8s", kubeconfig=kubeconfig, opts=pulumi.ResourceOptions(parent=self, depends_on=[nodes_ready])
+        )
         self.name, self.endpoint, self.kubeconfig = cluster.name, cluster.endpoint, kubeconfig
         self.node_service_account = node_sa.email
         self.workload_identity_pool = cluster
         self.register_outputs({"name": self.name, "endpoint": self.endpoint, "kubeconfig": kubeconfig})
+
+
+def node_account_id(cluster_name: str) -> str:
+    """A service account id (6-30 characters, ending in a letter or digit) that stays unique for
+    cluster names too long to keep whole."""
+    account_id = f"{cluster_name}-nodes"
+    if len(account_id) <= 30:
+        return account_id
+    digest = hashlib.sha256(cluster_name.encode()).hexdigest()[:6]
+    return f"{cluster_name[:17].rstrip('-')}-{digest}-nodes"
 
 
 def _kubeconfig(name: str, endpoint: str, ca_certificate: str) -> str:

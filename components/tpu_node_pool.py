@@ -3,7 +3,7 @@ the model's pods use, so the server and its pool cannot disagree."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import pulumi
 import pulumi_gcp as gcp
@@ -21,11 +21,12 @@ ROLLOUT_SURGE_NODES = 1
 @dataclass(frozen=True)
 class SlicePlacement:
     """Where a model's pod runs and what it must request: the TPU node selectors, the chips
-    (all of the node's), and the capacity selectors Autopilot reads."""
+    (all of the node's), the capacity selectors Autopilot reads, and the zones it may use."""
 
     node_selector: dict[str, str]
     chips_per_node: int
-    tolerations: list[k8s.core.v1.TolerationArgsDict] = field(default_factory=list)
+    tolerations: list[k8s.core.v1.TolerationArgsDict]
+    affinity: k8s.core.v1.AffinityArgsDict
 
 
 def slice_placement(model: ModelConfig, autopilot: bool) -> SlicePlacement:
@@ -50,7 +51,17 @@ def slice_placement(model: ModelConfig, autopilot: bool) -> SlicePlacement:
     # GKE adds this toleration itself to pods that request google.com/tpu; stating it keeps the
     # pod schedulable if that admission behaviour ever changes.
     toleration: k8s.core.v1.TolerationArgsDict = {"key": facts.TPU_RESOURCE, "operator": "Exists", "effect": "NoSchedule"}
-    return SlicePlacement(selector, model.slice.chips_per_vm, [toleration])
+    # A Standard pool already sits in these zones; Autopilot would otherwise use any zone of the region.
+    zones: k8s.core.v1.AffinityArgsDict = {
+        "node_affinity": {
+            "required_during_scheduling_ignored_during_execution": {
+                "node_selector_terms": [
+                    {"match_expressions": [{"key": "topology.kubernetes.io/zone", "operator": "In", "values": list(model.zones)}]}
+                ]
+            }
+        }
+    }
+    return SlicePlacement(selector, model.slice.chips_per_vm, [toleration], zones)
 
 
 @dataclass(frozen=True)

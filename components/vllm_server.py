@@ -183,6 +183,7 @@ class VllmServer(pulumi.ComponentResource):
             "automount_service_account_token": False,
             "node_selector": args.placement.node_selector,
             "tolerations": args.placement.tolerations,
+            "affinity": args.placement.affinity,
             "termination_grace_period_seconds": PRESTOP_SECONDS + model.shutdown_timeout_seconds + 15,
             "security_context": {"seccomp_profile": {"type": "RuntimeDefault"}},
             "containers": [container],

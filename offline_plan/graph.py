@@ -30,8 +30,8 @@ TYPICAL_MINUTES: Mapping[str, float] = MappingProxyType(
     {
         # A regional GKE control plane (Standard or Autopilot) takes 6 to 10 minutes.
         "gcp:container/cluster:Cluster": 8.0,
-        # The pool is done once its nodes register; TPU VMs boot slower than CPU ones.
-        "gcp:container/nodePool:NodePool": 5.0,
+        # A pool is done once its nodes register; CPU VMs boot in a few minutes.
+        "gcp:container/nodePool:NodePool": 3.0,
         "gcp:compute/network:Network": 0.5,
         "gcp:compute/subnetwork:Subnetwork": 0.5,
         "gcp:compute/router:Router": 0.3,
@@ -47,6 +47,8 @@ TYPICAL_MINUTES: Mapping[str, float] = MappingProxyType(
         "kubernetes:core/v1:Service": 1.0,
     }
 )
+# TPU VMs (and their host maintenance set-up) boot slower than CPU ones.
+TPU_NODE_POOL_MINUTES = 5.0
 # The first replica of a TPU server: a slice to schedule on, a ~10 GB image, the weights from the
 # Hub and an XLA compile; Pulumi waits for all of it before the Deployment counts as created.
 TPU_SERVER_COLD_START_MINUTES = 20.0
@@ -59,6 +61,10 @@ OTHER_MINUTES = 0.5
 def typical_minutes(resource_type: str, inputs: Mapping[str, Any]) -> float:
     if resource_type == "kubernetes:apps/v1:Deployment" and _requests_tpu(inputs):
         return TPU_SERVER_COLD_START_MINUTES
+    if resource_type == "gcp:container/nodePool:NodePool" and facts.machine_type_info(
+        str((inputs.get("nodeConfig") or {}).get("machineType", ""))
+    ):
+        return TPU_NODE_POOL_MINUTES
     if resource_type in TYPICAL_MINUTES:
         return TYPICAL_MINUTES[resource_type]
     if resource_type.startswith("pulumi:providers:"):

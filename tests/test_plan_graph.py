@@ -59,7 +59,14 @@ def small_stack(bucket_deps: tuple[str, ...] = ()) -> list[Registration]:
     cluster = reg(CLUSTER, "c", parents=(comp,), parent=component.urn, prop_deps={"network": [network.urn]})
     provider = reg("pulumi:providers:kubernetes", "c-k8s", parents=(comp,), parent=component.urn, deps=(cluster.urn,))
     pools = reg("tpu-serving:index:Pools", "p", parents=(comp,), parent=component.urn, custom=False)
-    pool = reg("gcp:container/nodePool:NodePool", "p", parents=(comp, "tpu-serving:index:Pools"), parent=pools.urn, deps=(cluster.urn,))
+    pool = reg(
+        "gcp:container/nodePool:NodePool",
+        "p",
+        parents=(comp, "tpu-serving:index:Pools"),
+        parent=pools.urn,
+        deps=(cluster.urn,),
+        inputs={"nodeConfig": {"machineType": "ct6e-standard-4t"}},
+    )
     cache = reg("tpu-serving:index:Cache", "m", custom=False)
     bucket = reg(BUCKET, "m", parents=("tpu-serving:index:Cache",), parent=cache.urn, deps=bucket_deps)
     grant = reg(

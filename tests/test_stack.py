@@ -271,3 +271,11 @@ def test_capacity_options_shape_the_pool(run_stack: RunStack, capacity: str, ext
     assert pool.inputs["management"]["autoRepair"] is expected["repair"]
     if capacity == "reservation":
         assert node["reservationAffinity"]["values"] == ["tpu-res"]
+
+
+def test_pods_stay_in_the_configured_zones(run_stack: RunStack) -> None:
+    autopilot = {"name": "llm-test", "mode": "autopilot", "zones": ["us-east5-a", "us-east5-b"]}
+    run = run_stack({"tpu-serving:cluster": autopilot, "tpu-serving:models": [{**_model(), "zones": ["us-east5-b"]}]})
+    pod = only(run, "kubernetes:apps/v1:Deployment", "llama-70b").inputs["spec"]["template"]["spec"]
+    terms = pod["affinity"]["nodeAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"]["nodeSelectorTerms"]
+    assert terms == [{"matchExpressions": [{"key": "topology.kubernetes.io/zone", "operator": "In", "values": ["us-east5-b"]}]}]
