@@ -170,7 +170,10 @@ class Sizing:
 
     @property
     def max_num_seqs(self) -> int:
-        return max(1, min(self.max_sequences, default_max_num_seqs(self.concurrency)))
+        # Not capped at max_sequences (full-length sequences that fit): vLLM's paged KV cache is
+        # allocated per token, real requests are rarely all maxModelLen long, and when they are the
+        # scheduler preempts. Such a cap would also keep KV-cache usage far below any HPA target.
+        return default_max_num_seqs(self.concurrency)
 
     @property
     def max_num_batched_tokens(self) -> int:
