@@ -284,7 +284,7 @@ def _cluster(raw: Any, region: str) -> ClusterConfig:
             raise ConfigError(f"{r.key('zones')}[{index}]", zone, f"must be a zone of region {region} ({region}-a ...)")
     version = r.opt_text("version")
     if version is not None and facts.parse_gke_version(version) is None:
-        raise ConfigError(r.key("version"), version, "a GKE version such as 1.33.5-gke.1080000")
+        raise ConfigError(r.key("version"), version, "a GKE version such as 1.33 or 1.33.5-gke.1080000")
     networks = []
     for index, item in enumerate(r.items("authorizedNetworks")):
         n = _Reader(item, f"{r.key('authorizedNetworks')}[{index}]", ("name", "cidr"))

@@ -31,7 +31,7 @@ from offline_plan.harness import PLACEHOLDER, SECRET_MARKER, Registration
 kv_utils.schema_contents = functools.cache(kv_utils.schema_contents)
 
 # GKE's STABLE and REGULAR channels run 1.33 at the time of writing, and the prod and staging
-# stacks pin 1.33.5-gke; a stack's own `cluster.version` overrides it through `k8s_version_of`.
+# stacks pin 1.33; a stack's own `cluster.version` overrides it through `k8s_version_of`.
 DEFAULT_K8S_VERSION = "1.33"
 SCHEMA_DIR = Path(__file__).resolve().parent / "schemas"
 Severity = Literal["error", "warning"]
