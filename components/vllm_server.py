@@ -291,8 +291,13 @@ class VllmServer(pulumi.ComponentResource):
             ],
         }
         k8s.networking.v1.NetworkPolicy(name, metadata=metadata(NAME), spec=network_policy, opts=in_namespace)
+        # One serving replica survives voluntary disruptions (GKE upgrades wait up to an hour for it);
+        # a replica that is not Ready serves nothing and may always be evicted.
         k8s.policy.v1.PodDisruptionBudget(
-            name, metadata=metadata(NAME), spec={"min_available": 1, "selector": {"match_labels": selector}}, opts=in_namespace
+            name,
+            metadata=metadata(NAME),
+            spec={"min_available": 1, "selector": {"match_labels": selector}, "unhealthy_pod_eviction_policy": "AlwaysAllow"},
+            opts=in_namespace,
         )
         self.service_address = service.status.apply(_load_balancer_address)
         self.curl = self.service_address.apply(lambda address: curl_command(model, address))
