@@ -14,17 +14,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Final
 
-from pulumi_policy import PolicyResource
-from pulumi_policy.proxy import (
-    UNKNOWN_ARCHIVE_VALUE,
-    UNKNOWN_ARRAY_VALUE,
-    UNKNOWN_ASSET_VALUE,
-    UNKNOWN_BOOLEAN_VALUE,
-    UNKNOWN_NUMBER_VALUE,
-    UNKNOWN_OBJECT_VALUE,
-    UNKNOWN_STRING_VALUE,
-    UnknownValueError,
-)
+from pulumi_policy import PolicyResource, proxy
+from pulumi_policy.proxy import UnknownValueError
 
 from components import facts
 
@@ -35,17 +26,8 @@ class _Unknown:
 
 
 UNKNOWN: Final = _Unknown()
-_SENTINELS = frozenset(
-    (
-        UNKNOWN_ARCHIVE_VALUE,
-        UNKNOWN_ARRAY_VALUE,
-        UNKNOWN_ASSET_VALUE,
-        UNKNOWN_BOOLEAN_VALUE,
-        UNKNOWN_NUMBER_VALUE,
-        UNKNOWN_OBJECT_VALUE,
-        UNKNOWN_STRING_VALUE,
-    )
-)
+# The SDK's placeholders for values unknown during preview, one per kind (UNKNOWN_STRING_VALUE, ...).
+_SENTINELS = frozenset(value for name, value in vars(proxy).items() if name.startswith("UNKNOWN_") and name.endswith("_VALUE"))
 # Workload kinds whose pods are built to span the VMs of a multi-host slice together.
 MULTI_HOST_KINDS = ("LeaderWorkerSet",)
 _TEMPLATE_PATHS: Mapping[str, tuple[tuple[str, ...], ...]] = {
