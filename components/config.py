@@ -29,7 +29,7 @@ EXPOSURE = ("internal", "external")
 NAME_RE = re.compile(r"^[a-z]([a-z0-9-]{0,18}[a-z0-9])?$")
 PROJECT_RE = re.compile(r"^[a-z][a-z0-9-]{4,28}[a-z0-9]$")
 REGION_RE = re.compile(r"^[a-z]+-[a-z]+[0-9]+$")
-# Kept well inside GKE's 60-minute ceiling on a probe-driven start; a cold 70B compile takes 10-30.
+# A cold 70B start downloads the weights and compiles for 10-30 minutes; less would kill it mid-compile.
 MIN_STARTUP_MINUTES = 40
 
 
