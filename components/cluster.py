@@ -132,7 +132,7 @@ class Cluster(pulumi.ComponentResource):
                 else None
             ),
             master_auth={"client_certificate_config": {"issue_client_certificate": False}},
-            # Autopilot enforces all three itself and the provider refuses them beside enable_autopilot.
+            # Autopilot enforces all three itself; unset there, so nothing can conflict with enable_autopilot.
             enable_legacy_abac=None if cfg.autopilot else False,
             enable_shielded_nodes=None if cfg.autopilot else True,
             # Dataplane V2 enforces the NetworkPolicies the servers ship with.

@@ -148,6 +148,7 @@ GENERATIONS: Mapping[str, Generation] = MappingProxyType(
             accelerator="tpu7x",
             hbm_gib_per_chip=192,
             bf16_tflops_per_chip=2307,
+            # Host vCPUs and memory of tpu7x VMs are unconfirmed (not in the sourced facts): a conservative guess.
             machine_types=(MachineType("tpu7x-standard-4t", 4, 224, 960),),
             slices=(
                 Slice("2x2x1", 4, 1, "tpu7x-standard-4t"),
