@@ -22,6 +22,7 @@ help:
 	@echo "make loadtest URL=http://...    measure a running server and recommend an HPA target"
 	@echo "make bench                      offline plan speed ratios"
 	@echo "make preview|up|destroy STACK=  the Pulumi CLI with the policy pack (needs the CLI and GCP credentials)"
+	@echo "make e2e STACK=dev [KEEP=1]     the real path end to end: up, serve, load, HPA, no drift, destroy (CLI, GCP, kubectl)"
 
 $(VENV)/.installed: requirements.txt requirements-dev.txt
 	test -x $(PY) || $(PYTHON_SYSTEM) -m venv $(VENV)
@@ -88,6 +89,12 @@ up: install
 
 destroy:
 	pulumi destroy --stack $(STACK)
+
+# up, every model answering and under a short load, every HPA reading its metric, a second preview
+# that changes nothing, then destroy (always, even after a failure) unless KEEP=1. Exit 1 on a failed step.
+.PHONY: e2e
+e2e: install
+	$(PY) -m e2e --stack $(STACK) $(if $(KEEP),--keep)
 
 clean:
 	rm -rf build .mypy_cache .ruff_cache .pytest_cache

@@ -10,14 +10,16 @@ from components.cluster import Cluster, ClusterArgs
 from components.config import load_stack_config, read_pulumi_config, read_secrets
 from components.metrics_adapter import MetricsAdapter, MetricsAdapterArgs
 from components.model_cache_bucket import ModelCacheBucket, ModelCacheBucketArgs
+from components.project_apis import ProjectApis, ProjectApisArgs
 from components.tpu_node_pool import TpuNodePool, TpuNodePoolArgs, slice_placement
 from components.vllm_server import VllmServer, VllmServerArgs
 
 config = load_stack_config(read_pulumi_config(), pulumi.get_stack())
 secrets = read_secrets(config)
 
-project_number = gcp.organizations.get_project_output(project_id=config.project).number
-cluster = Cluster(config.cluster.name, ClusterArgs(config.project, config.region, config.cluster))
+apis = ProjectApis("apis", ProjectApisArgs(config.project))
+project_number = gcp.organizations.get_project_output(project_id=config.project, opts=pulumi.InvokeOutputOptions(depends_on=[apis])).number
+cluster = Cluster(config.cluster.name, ClusterArgs(config.project, config.region, config.cluster, apis))
 on_cluster = pulumi.ResourceOptions(providers=[cluster.provider])
 needs_adapter = any(m.autoscaled for m in config.models)
 adapter = (
@@ -46,6 +48,7 @@ for model in config.models:
             protect=config.protect_data,
             labels={"model": model.name, "stack": config.stack, "managed-by": "pulumi"},
             workload_identity_pool=cluster.workload_identity_pool,
+            apis=apis,
         ),
         on_cluster,
     )

@@ -12,16 +12,9 @@ import pulumi
 import pulumi_gcp as gcp
 import pulumi_kubernetes as k8s
 
+from components import facts
 from components.config import ClusterConfig
 
-# What nodes need and nothing more (GKE's least-privilege node service account guidance).
-NODE_ROLES = (
-    "roles/logging.logWriter",
-    "roles/monitoring.metricWriter",
-    "roles/monitoring.viewer",
-    "roles/stackdriver.resourceMetadata.writer",
-    "roles/artifactregistry.reader",
-)
 NODE_SUBNET_CIDR = "10.10.0.0/20"
 POD_CIDR = "10.16.0.0/14"
 SERVICE_CIDR = "10.20.0.0/20"
@@ -44,6 +37,8 @@ class ClusterArgs:
     project: str
     region: str
     config: ClusterConfig
+    # The project's APIs (ProjectApis): the network and the node identity are created after them.
+    apis: pulumi.Resource
 
 
 class Cluster(pulumi.ComponentResource):
@@ -58,8 +53,9 @@ class Cluster(pulumi.ComponentResource):
     def __init__(self, name: str, args: ClusterArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("tpu-serving:index:Cluster", name, None, opts)
         cfg, child = args.config, pulumi.ResourceOptions(parent=self)
+        after_apis = pulumi.ResourceOptions(parent=self, depends_on=[args.apis])
 
-        network = gcp.compute.Network(name, project=args.project, auto_create_subnetworks=False, opts=child)
+        network = gcp.compute.Network(name, project=args.project, auto_create_subnetworks=False, opts=after_apis)
         subnet = gcp.compute.Subnetwork(
             name,
             project=args.project,
@@ -91,10 +87,10 @@ class Cluster(pulumi.ComponentResource):
             project=args.project,
             account_id=node_account_id(cfg.name),
             display_name=f"GKE nodes of {cfg.name}",
-            opts=child,
+            opts=after_apis,
         )
-        for role in NODE_ROLES:
-            gcp.projects.IAMMember(f"{name}-nodes-{role.split('/')[1]}", project=args.project, role=role, member=node_sa.member, opts=child)
+        role = facts.NODE_SERVICE_ACCOUNT_ROLE
+        gcp.projects.IAMMember(f"{name}-nodes", project=args.project, role=role, member=node_sa.member, opts=child)
 
         hardening = node_hardening(node_sa.email)
         cluster = gcp.container.Cluster(
@@ -109,6 +105,7 @@ class Cluster(pulumi.ComponentResource):
             # Standard: the default pool would run on the default compute SA; replace it with our own pools.
             remove_default_node_pool=None if cfg.autopilot else True,
             initial_node_count=None if cfg.autopilot else 1,
+            # The default pool lives only until remove_default_node_pool deletes it; hardened meanwhile.
             node_config=None if cfg.autopilot else cast(gcp.container.ClusterNodeConfigArgsDict, hardening),
             node_locations=None if cfg.autopilot else list(cfg.zones),
             cluster_autoscaling=(
@@ -119,7 +116,9 @@ class Cluster(pulumi.ComponentResource):
             deletion_protection=cfg.deletion_protection,
             workload_identity_config={"workload_pool": f"{args.project}.svc.id.goog"},
             addons_config={"gcs_fuse_csi_driver_config": {"enabled": True}},
-            monitoring_config={"enable_components": ["SYSTEM_COMPONENTS"], "managed_prometheus": {"enabled": True}},
+            # Only what the stack needs: GKE fills enable_components with its own default packages, and
+            # listing fewer diffs on every plan (facts.PROVIDER_FIELDS). Its defaults include SYSTEM_COMPONENTS.
+            monitoring_config={"managed_prometheus": {"enabled": True}},
             logging_config={"enable_components": ["SYSTEM_COMPONENTS", "WORKLOADS"]},
             private_cluster_config={
                 "enable_private_nodes": True,
@@ -137,7 +136,9 @@ class Cluster(pulumi.ComponentResource):
             enable_shielded_nodes=None if cfg.autopilot else True,
             # Dataplane V2 enforces the NetworkPolicies the servers ship with.
             datapath_provider=None if cfg.autopilot else "ADVANCED_DATAPATH",
-            opts=child,
+            # The API reports the first node pool's config as the cluster's (a TPU pool's Spot flag and
+            # threads per core included): read back, it would replace the cluster (facts.PROVIDER_FIELDS).
+            opts=pulumi.ResourceOptions(parent=self, ignore_changes=["nodeConfig"]),
         )
         # Standard starts with no nodes (the default pool is removed): Kubernetes objects wait for
         # the system pool, or Services and the metrics adapter would race it.

@@ -13,6 +13,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
+from typing import Any
 
 GIB = 1024**3
 POD_SHARE_OF_NODE = 0.8
@@ -67,6 +68,10 @@ class Generation:
     zones: tuple[str, ...]
     min_gke_standard: str
     min_gke_autopilot: str
+    # JAX devices (TensorCores that vLLM shards over) per chip: tensor parallelism counts these.
+    # tpu7x has 2 per chip (AI-Hypercomputer/tpu-recipes inference/ironwood, vllm-project/tpu-inference);
+    # v5p's two run as one megacore device; v5e and v6e have one.
+    devices_per_chip: int = 1
 
     def machine(self, name: str) -> MachineType:
         for machine in self.machine_types:
@@ -95,6 +100,11 @@ def _two_d(prefix: str, small: tuple[str, str, str], multi: str) -> tuple[Slice,
     return single + tuple(Slice(t, chips, chips // 4, multi) for t, chips in shapes)
 
 
+# Sources: GKE "Plan TPUs in GKE" (cloud.google.com/kubernetes-engine/docs/concepts/plan-tpus:
+# accelerator label values, machine types, topologies, minimum GKE versions per mode), the Cloud TPU
+# pages per generation (cloud.google.com/tpu/docs/v5e, /v5p, /v6e, /tpu7x: HBM, peak bf16, zones),
+# and Compute Engine's accelerator-optimized machine table for host vCPUs and memory; gathered in
+# ../shared/reference/tpu-facts.md. Zones are the documented ones; config may add more.
 GENERATIONS: Mapping[str, Generation] = MappingProxyType(
     {
         "v5e": Generation(
@@ -158,6 +168,7 @@ GENERATIONS: Mapping[str, Generation] = MappingProxyType(
             zones=("us-central1-c",),
             min_gke_standard="1.34.0-gke.2201000",
             min_gke_autopilot="1.34.1-gke.3084001",
+            devices_per_chip=2,
         ),
     }
 )
@@ -174,10 +185,19 @@ def machine_type_info(name: str) -> tuple[Generation, MachineType] | None:
 
 
 # --- GKE scheduling ---------------------------------------------------------------------------
+# GKE "Deploy TPU workloads in GKE Standard" (cloud.google.com/kubernetes-engine/docs/how-to/tpus):
+# pods request google.com/tpu, select both labels, and TPU nodes carry the google.com/tpu taint.
 TPU_RESOURCE = "google.com/tpu"
 ACCELERATOR_LABEL = "cloud.google.com/gke-tpu-accelerator"
 TOPOLOGY_LABEL = "cloud.google.com/gke-tpu-topology"
+# pulumi-gcp container.ClusterReleaseChannel.channel; GKE "Release channels" docs.
 RELEASE_CHANNELS = ("RAPID", "REGULAR", "STABLE", "EXTENDED")
+# A single-host slice's pool takes no topology: GKE answers 400 with this text (quoted in
+# AI-Hypercomputer/xpk PR 825). Google's Terraform sample sets placement_policy only when a slice
+# has more than one node (kubernetes-engine-samples ai-ml/gke-ray/tpu/get-started/cluster/main.tf),
+# and GKE still labels the nodes with gke-tpu-topology, so pod selectors keep working.
+# Multi-host slices need COMPACT placement with the topology.
+SINGLE_HOST_TOPOLOGY_REFUSED = "TPU topology can't be specified with single-host TPU slice pool"
 
 
 def parse_gke_version(version: str) -> tuple[int, ...] | None:
@@ -262,12 +282,12 @@ def image_tag(image: str) -> str | None:
 XLA_CACHE_ENV = "VLLM_XLA_CACHE_PATH"
 GCSFUSE_DRIVER = "gcsfuse.csi.storage.gke.io"
 GCSFUSE_CACHE_VOLUME = "gke-gcsfuse-cache"
+# The file cache's size is not among them: it is bounded per pod (gcsfuse_mount_options).
 GCSFUSE_MOUNT_OPTIONS = (
     "implicit-dirs",
     "metadata-cache:ttl-secs:-1",
     "metadata-cache:stat-cache-max-size-mb:-1",
     "metadata-cache:type-cache-max-size-mb:-1",
-    "file-cache:max-size-mb:-1",
     "file-cache:cache-file-for-range-read:true",
     "file-cache:enable-parallel-downloads:true",
     "file-cache:parallel-downloads-per-file:100",
@@ -275,11 +295,31 @@ GCSFUSE_MOUNT_OPTIONS = (
     "file-cache:download-chunk-size-mb:10",
 )
 
+
+def gcsfuse_mount_options(file_cache_mib: int) -> tuple[str, ...]:
+    """The mount options of one pod. gcsfuse counts max-size-mb in MiB and evicts least recently
+    used files beyond it; a file larger than the cache is read from the bucket, uncached
+    (cloud.google.com/storage/docs/cloud-storage-fuse/file-caching, gcsfuse v2.4.0 release notes)."""
+    return (*GCSFUSE_MOUNT_OPTIONS, f"file-cache:max-size-mb:{file_cache_mib}")
+
+
+# Serving flags that do not change what XLA compiles, so they stay out of the compile-cache key.
+# vllm/vllm-tpu compiles, before it answers /health, one graph per padded token count (up to
+# max-num-batched-tokens) and request count (up to max-num-seqs) for the model, dtype, quantization
+# and tensor/pipeline layout, each taking the KV cache, whose shape follows from max-model-len and
+# gpu-memory-utilization (vllm-project/tpu-inference tpu_inference/runner/compilation_manager.py,
+# capture_model); JAX writes them under VLLM_XLA_CACHE_PATH. These flags only bind a socket, name
+# the download directory or time a shutdown. The harmless flags are listed rather than the ones
+# that matter, so a flag added later keys a fresh directory until someone shows it is harmless.
+VLLM_ARGS_OUTSIDE_COMPILE_CACHE_KEY = ("--host", "--port", "--download-dir", "--shutdown-timeout")
+
 # Managed Prometheus collectors scrape from gmp-system on Standard and gke-gmp-system on Autopilot.
 GMP_COLLECTOR_NAMESPACES = ("gmp-system", "gke-gmp-system")
 
 # --- Autoscaling adapter ------------------------------------------------------------------------
-METRICS_ADAPTER_IMAGE = "gcr.io/gke-release/custom-metrics-stackdriver-adapter:v0.14.2-gke.0"
+# Pinned as in Google's manifest (GoogleCloudPlatform/k8s-stackdriver
+# custom-metrics-stackdriver-adapter/deploy/production/adapter_new_resource_model.yaml, commit af49d863).
+METRICS_ADAPTER_IMAGE = "gcr.io/gke-release/custom-metrics-stackdriver-adapter:v0.16.9-gke.0"
 METRICS_ADAPTER_NAMESPACE = "custom-metrics"
 METRICS_ADAPTER_SERVICE_ACCOUNT = "custom-metrics-stackdriver-adapter"
 
@@ -310,6 +350,27 @@ GCSFUSE_SIDECAR_AUTOPILOT_CPU = 4
 # The RAM file cache is charged to the sidecar: on Autopilot its memory must hold the weights.
 GCSFUSE_CACHE_HEADROOM = 1.1
 GCSFUSE_CACHE_UNKNOWN_MODEL_SHARE = 0.25  # of the pod's memory, when the model's size is not known
+# What gcsfuse itself holds beside the file cache (metadata caches, parallel-download workers,
+# buffers). An allowance, not a published figure: Google's docs give none for this configuration.
+GCSFUSE_SIDECAR_OWN_MEMORY_GIB = 1
+# On Standard the sidecar has no limit and shares the node with the kubelet and GKE's DaemonSets
+# (fluentbit, gke-metadata-server, anetd, the Managed Prometheus collector, the CSI and TPU device
+# plugins). An allowance for their usage, not a published figure: `kubectl describe node` lists them.
+GKE_NODE_DAEMONS_MEMORY_GIB = 2
+# Standard nodes reserve memory for the kubelet and the OS, by tier of the VM's memory, plus 100 MiB
+# for hard eviction (cloud.google.com/kubernetes-engine/docs/concepts/plan-node-sizes#memory_and_cpu_reservations).
+GKE_MEMORY_RESERVATION_TIERS = ((4, 0.25), (4, 0.20), (8, 0.10), (112, 0.06), (None, 0.02))
+GKE_EVICTION_THRESHOLD_GIB = 100 / 1024
+
+
+def gke_reserved_memory_gib(memory_gib: float) -> float:
+    """Memory a Standard node keeps from pods: its tiered reservation and the eviction threshold."""
+    reserved, below = 0.0, memory_gib
+    for size, share in GKE_MEMORY_RESERVATION_TIERS:
+        tier = below if size is None else min(below, size)
+        reserved, below = reserved + tier * share, below - tier
+    return reserved + GKE_EVICTION_THRESHOLD_GIB
+
 
 # --- Secrets and exposure -----------------------------------------------------------------------
 # Variables huggingface_hub and the tools around it take a token from; HF_TOKEN_PATH (a file) is the safe form.
@@ -322,3 +383,244 @@ INTERNAL_LB_VALUE = "Internal"
 # --- Compile-cache scale-out contract: VllmServer writes it, the policy pack checks it -------------
 COMPILE_CACHE_ANNOTATION = "serving.tpu.dev/compile-cache"
 COMPILE_CACHE_SINGLE_WRITER = "single-writer"
+
+# --- Project APIs and node identity -------------------------------------------------------------
+# A new project has compute and container off, so the first resource of the stack would fail.
+# Google's samples enable them as google_project_service resources, never disabled on destroy
+# (GoogleCloudPlatform/kubernetes-engine-samples ai-ml/gke-ray/tpu/get-started/cluster/main.tf).
+# Enabling needs roles/serviceusage.serviceUsageAdmin on the deployer. serviceusage and
+# cloudresourcemanager are on in every new project and cannot enable themselves (the provider reads
+# each service's project through Resource Manager first: terraform-provider-google
+# resource_google_project_service.go; k8s-config-connector issue 135): listed, they are a no-op
+# there and record the dependency; the README's set-up enables them once where they are off.
+REQUIRED_APIS = (
+    "serviceusage.googleapis.com",
+    "cloudresourcemanager.googleapis.com",  # the project number (getProject) for Workload Identity members
+    "compute.googleapis.com",
+    "container.googleapis.com",
+    "iam.googleapis.com",
+    "iamcredentials.googleapis.com",  # Workload Identity token exchange for the pods
+    "storage.googleapis.com",
+    "monitoring.googleapis.com",  # Managed Prometheus and the metrics adapter
+    "logging.googleapis.com",
+)
+API_ENABLER_ROLE = "roles/serviceusage.serviceUsageAdmin"
+# The one role a node's own service account needs for logs, metrics and resource metadata (GKE docs,
+# "Use least privilege IAM service accounts"; CIS GKE Benchmark v2 5.2.1). It replaces the older set
+# of logWriter, metricWriter, monitoring.viewer and stackdriver.resourceMetadata.writer. The stack's
+# images are public (Docker Hub, gcr.io/gke-release), so nodes get no registry role.
+NODE_SERVICE_ACCOUNT_ROLE = "roles/container.defaultNodeServiceAccount"
+
+
+# --- What the providers read back: ForceNew fields and fields the service fills ------------------
+# The offline plan's second-apply check (offline_plan/second_apply.py) reads these; the components
+# decide how to live with each (set it, leave it unset, or ignore_changes) and the check proves it.
+# Paths are Pulumi input paths (camelCase, dotted).
+@dataclass(frozen=True)
+class ServerFilled:
+    """A field the service sets or rewrites after create, and reports back on every read."""
+
+    path: str
+    value: Any  # what it reports (a representative value: the check only needs "differs from the input")
+    source: str
+    machine_type_prefixes: tuple[str, ...] = ()  # only on node pools of these machine types
+    only_if_unset: bool = False  # the service fills it only where the request left it out
+
+    def applies_to(self, inputs: Mapping[str, Any]) -> bool:
+        if self.only_if_unset and input_at(inputs, self.path) is not None:
+            return False
+        if not self.machine_type_prefixes:
+            return True
+        machine = input_at(inputs, "nodeConfig.machineType")
+        return isinstance(machine, str) and machine.startswith(self.machine_type_prefixes)
+
+
+def input_at(value: Any, path: str) -> Any:
+    """The value at a dotted input path, or None where any part is missing."""
+    for part in path.split("."):
+        value = value.get(part) if isinstance(value, Mapping) else None
+    return value
+
+
+@dataclass(frozen=True)
+class ProviderFields:
+    source: str
+    force_new: tuple[str, ...] = ()  # a change of any of these fields replaces the resource
+    # Blocks whose presence alone is ForceNew (Terraform ForceNew on a list block applies to its count):
+    # a block the service reports and the program leaves out replaces the resource.
+    force_new_blocks: tuple[str, ...] = ()
+    computed: tuple[str, ...] = ()  # optional+computed or output-only: left unset by the program, what is read is kept
+    server_filled: tuple[ServerFilled, ...] = ()
+    # Terraform-bridged resources diff the program's inputs against the state read from the cloud;
+    # pulumi-kubernetes diffs against the last inputs (server-side apply owns only the fields it sent).
+    reads_state: bool = True
+
+
+_TF = "hashicorp/terraform-provider-google@e03b7622 google/services"
+_K8S_DIFF = "pulumi/pulumi-kubernetes provider/pkg/provider/diff.go forceNewProperties"
+_K8S_FORCE_NEW = ("metadata.name", "metadata.namespace")
+# Fields, and blocks whose every field is ForceNew (so is their presence), of node_config.
+_NODE_CONFIG_FORCE_NEW = (
+    *("serviceAccount", "oauthScopes", "spot", "flexStart", "metadata", "minCpuPlatform", "preemptible"),
+    *("reservationAffinity", "shieldedInstanceConfig", "advancedMachineFeatures"),
+)
+_NODE_CONFIG_COMPUTED = ("machineType", "labels", "diskSizeGb", "diskType", "imageType", "workloadMetadataConfig", "shieldedInstanceConfig")
+# On ct6e VMs GKE sets threads_per_core=1 itself and reports it; the block is Optional, not Computed,
+# and ForceNew, so a pool that leaves it out is replaced on the next apply (container/node_config.go
+# schemaNodeConfig advanced_machine_features and flattenNodeConfig; GoogleCloudPlatform/cloud-foundation-fabric
+# PR 3972; vllm-project/ci-infra terraform/gcp_old/tpu-inference/k8s/clusters.tf ignores it on its TPU pools).
+TPU_THREADS_PER_CORE = ServerFilled(
+    "nodeConfig.advancedMachineFeatures",
+    {"threadsPerCore": 1, "enableNestedVirtualization": False},
+    f"{_TF}/container/node_config.go (advanced_machine_features: Optional, ForceNew); cloud-foundation-fabric PR 3972",
+    machine_type_prefixes=("ct6e-",),
+)
+# Google's TPU sample states the reservation affinity on every TPU pool, NO_RESERVATION when none is
+# named ("GKE TPU node pools need the affinity stated, not left default": kubernetes-engine-samples
+# ai-ml/gke-ray/tpu/get-started/cluster/main.tf), and ci-infra ignores it; the block is ForceNew and
+# not computed (container/node_config.go reservation_affinity). The value GKE reports is unconfirmed.
+TPU_RESERVATION_AFFINITY = ServerFilled(
+    "nodeConfig.reservationAffinity",
+    {"consumeReservationType": "ANY_RESERVATION"},
+    "kubernetes-engine-samples ai-ml/gke-ray/tpu/get-started/cluster/main.tf; container/node_config.go",
+    machine_type_prefixes=("ct5lp-", "ct5p-", "ct6e-", "tpu7x-"),
+    only_if_unset=True,
+)
+PROVIDER_FIELDS: Mapping[str, ProviderFields] = MappingProxyType(
+    {
+        "gcp:container/cluster:Cluster": ProviderFields(
+            source=f"{_TF}/container/resource_container_cluster.go",
+            force_new=(
+                "name",
+                "location",
+                "project",
+                "network",
+                "subnetwork",
+                "ipAllocationPolicy",
+                "enableAutopilot",
+                "datapathProvider",
+                "initialNodeCount",
+                "privateClusterConfig.masterIpv4CidrBlock",
+                "masterAuth.clientCertificateConfig",
+                *(f"nodeConfig.{f}" for f in _NODE_CONFIG_FORCE_NEW),
+            ),
+            computed=(
+                "endpoint",
+                "masterVersion",
+                "masterAuth.clusterCaCertificate",
+                "selfLink",
+                "nodeConfig",
+                *(f"nodeConfig.{f}" for f in _NODE_CONFIG_COMPUTED),
+                "monitoringConfig",
+                "monitoringConfig.enableComponents",
+                "monitoringConfig.managedPrometheus.autoMonitoringConfig",
+                "monitoringConfig.advancedDatapathObservabilityConfig",
+                "addonsConfig",
+                "clusterAutoscaling",
+                "workloadIdentityConfig",
+                "nodeLocations",
+                "releaseChannel",
+            ),
+            server_filled=(
+                # With separate pools the API reports the first pool's node config as the cluster's
+                # (resource_container_cluster.go read, d.Set("node_config") from cluster.NodeConfig;
+                # terraform-provider-google issues 12070, 17511): here a Spot ct6e pool's.
+                ServerFilled(
+                    "nodeConfig",
+                    {"machineType": "ct6e-standard-8t", "spot": True, "advancedMachineFeatures": TPU_THREADS_PER_CORE.value},
+                    "terraform-provider-google issues 12070, 17511; pulumi-gcp container/cluster.py node_config docstring",
+                ),
+                # Standard clusters from 1.29.2-gke.2000 get the kube-state metrics package (STORAGE, HPA,
+                # POD, DAEMONSET, DEPLOYMENT, STATEFULSET) on top of SYSTEM_COMPONENTS; ci-infra ignores the block.
+                ServerFilled(
+                    "monitoringConfig.enableComponents",
+                    ["SYSTEM_COMPONENTS", "STORAGE", "HPA", "POD", "DAEMONSET", "DEPLOYMENT", "STATEFULSET"],
+                    "cloud.google.com/stackdriver/docs/solutions/gke/kube-state-metrics; vllm-project/ci-infra "
+                    "terraform/gcp_old/tpu-inference/k8s/clusters.tf (ignore_changes = [monitoring_config])",
+                ),
+            ),
+        ),
+        "gcp:container/nodePool:NodePool": ProviderFields(
+            source=f"{_TF}/container/resource_container_node_pool.go, container/node_config.go",
+            # placement_policy is ForceNew as a block only: a changed tpu_topology inside it is not sent to GKE.
+            force_new=(
+                *("project", "location", "cluster", "name", "namePrefix", "initialNodeCount", "queuedProvisioning"),
+                *(f"nodeConfig.{f}" for f in _NODE_CONFIG_FORCE_NEW),
+            ),
+            force_new_blocks=("placementPolicy",),
+            computed=(
+                "name",
+                "namePrefix",
+                "nodeLocations",
+                "nodeCount",
+                "initialNodeCount",
+                "version",
+                "autoscaling.locationPolicy",
+                "management",
+                "nodeConfig",
+                *(f"nodeConfig.{f}" for f in _NODE_CONFIG_COMPUTED),
+            ),
+            server_filled=(TPU_THREADS_PER_CORE, TPU_RESERVATION_AFFINITY),
+        ),
+        "gcp:projects/service:Service": ProviderFields(
+            source=f"{_TF}/resourcemanager/resource_google_project_service.go", force_new=("service", "project")
+        ),
+        "gcp:compute/network:Network": ProviderFields(
+            source=f"{_TF}/compute/resource_compute_network.go",
+            force_new=("name", "project", "autoCreateSubnetworks"),
+            computed=("selfLink", "gatewayIpv4", "routingMode", "mtu"),
+        ),
+        "gcp:compute/subnetwork:Subnetwork": ProviderFields(
+            # ip_cidr_range is replaced only when it shrinks (CustomizeDiff IsShrinkageIpCidr); treated as ForceNew here.
+            source=f"{_TF}/compute/resource_compute_subnetwork.go",
+            force_new=("name", "project", "region", "network", "ipCidrRange"),
+            computed=("selfLink", "gatewayAddress", "stackType", "purpose"),
+        ),
+        "gcp:compute/router:Router": ProviderFields(
+            source=f"{_TF}/compute/resource_compute_router.go", force_new=("name", "project", "region", "network")
+        ),
+        "gcp:compute/routerNat:RouterNat": ProviderFields(
+            source=f"{_TF}/compute/resource_compute_router_nat.go",
+            force_new=("name", "project", "region", "router", "type", "endpointTypes"),
+            computed=("natIps", "enableEndpointIndependentMapping", "enableDynamicPortAllocation", "minPortsPerVm"),
+        ),
+        "gcp:serviceaccount/account:Account": ProviderFields(
+            source=f"{_TF}/resourcemanager/resource_google_service_account.go",
+            force_new=("accountId", "project"),
+            computed=("email", "member", "name", "uniqueId"),
+        ),
+        "gcp:projects/iAMMember:IAMMember": ProviderFields(
+            source="hashicorp/terraform-provider-google google/tpgiamresource/resource_iam_member.go (every field ForceNew)",
+            force_new=("project", "role", "member", "condition"),
+        ),
+        "gcp:storage/bucket:Bucket": ProviderFields(
+            source=f"{_TF}/storage/resource_storage_bucket.go",
+            force_new=("name", "location", "project", "enableObjectRetention", "hierarchicalNamespace"),
+            computed=("selfLink", "url", "rpo", "softDeletePolicy", "versioning", "effectiveLabels", "terraformLabels"),
+        ),
+        "gcp:storage/bucketIAMMember:BucketIAMMember": ProviderFields(
+            source="hashicorp/terraform-provider-google google/services/storage/iam_storage_bucket.go (every field ForceNew)",
+            force_new=("bucket", "role", "member", "condition"),
+        ),
+        **{
+            token: ProviderFields(source=_K8S_DIFF, force_new=(*_K8S_FORCE_NEW, *extra), reads_state=False)
+            for token, extra in {
+                "kubernetes:apps/v1:Deployment": ("spec.selector",),
+                "kubernetes:core/v1:Service": ("spec.clusterIP",),
+                # Secrets are immutable to the provider unless enableSecretMutable is set.
+                "kubernetes:core/v1:Secret": ("type", "data", "stringData"),
+                "kubernetes:rbac.authorization.k8s.io/v1:RoleBinding": ("roleRef",),
+                "kubernetes:rbac.authorization.k8s.io/v1:ClusterRoleBinding": ("roleRef",),
+            }.items()
+        },
+    }
+)
+
+
+def provider_fields(token: str) -> ProviderFields | None:
+    """What the provider of this type reads back and replaces on; any Kubernetes kind is replaced
+    on a new name or namespace."""
+    known = PROVIDER_FIELDS.get(token)
+    if known is None and token.startswith("kubernetes:") and not token.startswith("kubernetes:yaml"):
+        return ProviderFields(source=_K8S_DIFF, force_new=_K8S_FORCE_NEW, reads_state=False)
+    return known

@@ -27,6 +27,7 @@ class ModelCacheBucketArgs:
     protect: bool
     labels: dict[str, str]
     workload_identity_pool: pulumi.Resource
+    apis: pulumi.Resource  # the project's APIs (ProjectApis), Cloud Storage's among them
 
 
 class ModelCacheBucket(pulumi.ComponentResource):
@@ -46,7 +47,7 @@ class ModelCacheBucket(pulumi.ComponentResource):
             force_destroy=False,
             labels=args.labels,
             # Re-downloading 140 GB of weights and recompiling for 30 minutes is the cost of losing it.
-            opts=pulumi.ResourceOptions(parent=self, protect=args.protect, retain_on_delete=args.protect),
+            opts=pulumi.ResourceOptions(parent=self, protect=args.protect, retain_on_delete=args.protect, depends_on=[args.apis]),
         )
         account = k8s.core.v1.ServiceAccount(
             name,
@@ -55,7 +56,7 @@ class ModelCacheBucket(pulumi.ComponentResource):
             opts=pulumi.ResourceOptions(parent=self, depends_on=[args.namespace_resource]),
         )
         # Built from names, not from the ServiceAccount; it waits only for the cluster's Workload
-        # Identity pool, which IAM requires to exist, while the bucket itself waits for nothing.
+        # Identity pool, which IAM requires to exist, while the bucket itself waits only for its API.
         member = pulumi.Output.from_input(args.project_number).apply(
             lambda number: facts.workload_identity_member(number, args.project, args.namespace, args.service_account_name)
         )

@@ -99,7 +99,7 @@ class TpuNodePool(pulumi.ComponentResource):
             cluster=args.cluster_name,
             node_locations=list(model.zones),
             node_config=node_config,
-            placement_policy={"type": "COMPACT", "tpu_topology": model.slice.topology},
+            placement_policy=tpu_placement_policy(model.slice),
             # Flex-start capacity is granted on demand, so such a pool rests at zero.
             initial_node_count=0 if flex_start else model.min_replicas,
             autoscaling={
@@ -108,18 +108,30 @@ class TpuNodePool(pulumi.ComponentResource):
                 "location_policy": "ANY",
             },
             management={"auto_repair": True, "auto_upgrade": True},
-            opts=pulumi.ResourceOptions(parent=self, ignore_changes=["initialNodeCount"]),
+            # GKE reports threads_per_core=1 on TPU VMs whether or not it was asked for, and the field
+            # is ForceNew: without this the second `up` replaces the pool (facts.PROVIDER_FIELDS).
+            opts=pulumi.ResourceOptions(parent=self, ignore_changes=["initialNodeCount", "nodeConfig.advancedMachineFeatures"]),
         )
         self.pool_name = pool.name
         self.register_outputs({"poolName": pool.name, "nodeSelector": self.placement.node_selector})
 
 
-def _reservation_affinity(model: ModelConfig) -> gcp.container.NodePoolNodeConfigReservationAffinityArgsDict | None:
+def tpu_placement_policy(tpu_slice: facts.Slice) -> gcp.container.NodePoolPlacementPolicyArgsDict | None:
+    """COMPACT placement with the slice's topology for a multi-host slice; nothing for a single-host
+    one, whose topology follows from its machine type and which GKE refuses to take one for."""
+    if not tpu_slice.multi_host:
+        return None  # facts.SINGLE_HOST_TOPOLOGY_REFUSED
+    return {"type": "COMPACT", "tpu_topology": tpu_slice.topology}
+
+
+def _reservation_affinity(model: ModelConfig) -> gcp.container.NodePoolNodeConfigReservationAffinityArgsDict:
     if model.reservation is not None:
         return {
             "consume_reservation_type": "SPECIFIC_RESERVATION",
             "key": "compute.googleapis.com/reservation-name",
             "values": [model.reservation],
         }
-    # Flex-start capacity must not draw from reservations.
-    return {"consume_reservation_type": "NO_RESERVATION"} if model.capacity == "flex-start" else None
+    # Stated, never left to GKE's default: the block is ForceNew and not computed, so a value GKE
+    # reports for an unset one would replace the pool (facts.TPU_RESERVATION_AFFINITY). Flex-start
+    # and Spot capacity cannot draw from reservations anyway.
+    return {"consume_reservation_type": "NO_RESERVATION"}

@@ -22,6 +22,9 @@ API_KEY_DIR = "/var/run/secrets/vllm"
 # An internal load balancer keeps client addresses; without sourceRanges, the private 10/8 may call.
 PRIVATE_CLIENTS = "10.0.0.0/8"
 PRESTOP_SECONDS = 15  # lets the load balancer stop sending new requests before vLLM drains
+# Before the startup probe's clock runs, a replica waits for a TPU node (minutes when the pool or
+# Autopilot scales up) and pulls the multi-GiB image.
+COLD_START_MARGIN_MINUTES = 15
 # What Checkov flags and the server cannot meet, with the reason. Checkov reads skips from the
 # object's own metadata.annotations (not the pod template's), so they sit on the Deployment; a
 # reason may not contain "=" (Checkov splits on it).
@@ -54,17 +57,44 @@ def serving_args(model: ModelConfig) -> list[str]:
     return args
 
 
-def gcsfuse_sidecar(model: ModelConfig, autopilot: bool) -> tuple[dict[str, str], int, int]:
-    """The Cloud Storage FUSE sidecar's annotations and the CPUs and memory (GiB) it takes from the
-    pod's share of the node. Standard lifts its limits; Autopilot needs numbers, and the RAM file
-    cache the weights are read through counts against the sidecar's memory."""
+def cold_start_seconds(model: ModelConfig) -> int:
+    """How long one new replica may take to become Ready: a slow one is still starting, not stuck."""
+    return (model.startup_minutes + COLD_START_MARGIN_MINUTES) * 60
+
+
+@dataclass(frozen=True)
+class FuseSidecar:
+    """The Cloud Storage FUSE sidecar of one pod: its annotations, the CPUs and memory (GiB) it
+    takes from the pod's share of the node, and how far its RAM file cache may grow (MiB)."""
+
+    annotations: dict[str, str]
+    cpu: int
+    memory_gib: int
+    file_cache_mib: int
+
+
+def gcsfuse_sidecar(model: ModelConfig, autopilot: bool) -> FuseSidecar:
+    """The file cache is a memory-backed emptyDir that gcsfuse fills, so its pages are charged to
+    the sidecar; an unbounded cache grows with everything read through the mount (weights and
+    compiled graphs) until the sidecar is OOM-killed (Autopilot) or the pod evicted (Standard)."""
+    own_gib = facts.GCSFUSE_SIDECAR_OWN_MEMORY_GIB
+    machine = model.machine
     if not autopilot:
-        return dict(facts.GCSFUSE_SIDECAR_STANDARD), 0, 0
+        # Standard lifts the sidecar's limits, so the node is the bound: the cache gets what the
+        # server's share, GKE's reservation, its DaemonSets and gcsfuse itself leave of the VM.
+        free_gib = (
+            machine.memory_gib
+            - machine.pod_memory_gib
+            - facts.gke_reserved_memory_gib(machine.memory_gib)
+            - facts.GKE_NODE_DAEMONS_MEMORY_GIB
+            - own_gib
+        )
+        return FuseSidecar(dict(facts.GCSFUSE_SIDECAR_STANDARD), 0, 0, int(free_gib * 1024))
     if model.sizing is not None:
         weights_gib = model.sizing.weights_bytes / facts.GIB
-        memory_gib = math.ceil(weights_gib * facts.GCSFUSE_CACHE_HEADROOM) + 1
+        memory_gib = math.ceil(weights_gib * facts.GCSFUSE_CACHE_HEADROOM) + own_gib
     else:
-        memory_gib = math.ceil(model.machine.pod_memory_gib * facts.GCSFUSE_CACHE_UNKNOWN_MODEL_SHARE)
+        memory_gib = math.ceil(machine.pod_memory_gib * facts.GCSFUSE_CACHE_UNKNOWN_MODEL_SHARE)
     cpu, memory = str(facts.GCSFUSE_SIDECAR_AUTOPILOT_CPU), f"{memory_gib}Gi"
     annotations = {
         **facts.GCSFUSE_SIDECAR_AUTOPILOT,
@@ -73,13 +103,16 @@ def gcsfuse_sidecar(model: ModelConfig, autopilot: bool) -> tuple[dict[str, str]
         "gke-gcsfuse/memory-limit": memory,
         "gke-gcsfuse/memory-request": memory,
     }
-    return annotations, facts.GCSFUSE_SIDECAR_AUTOPILOT_CPU, memory_gib
+    # Autopilot enforces the limit: the cache stops gcsfuse's own use short of it.
+    return FuseSidecar(annotations, facts.GCSFUSE_SIDECAR_AUTOPILOT_CPU, memory_gib, (memory_gib - own_gib) * 1024)
 
 
 def compile_cache_key(model: ModelConfig) -> str:
-    """Graphs compiled for one image, model, slice and set of args are only valid for exactly
-    those; a new key per combination means no replica ever reuses or overwrites stale graphs."""
-    identity = [model.image_tag, model.generation.name, model.slice.topology, *serving_args(model)]
+    """Graphs compiled for one image, model, slice and set of shape-giving args are only valid for
+    exactly those; a new key per combination means no replica ever reuses or overwrites stale
+    graphs. Flags that shape no graph stay out, so changing one costs no 20-40 minute recompile."""
+    graph_args = [arg for arg in serving_args(model) if arg.split("=", 1)[0] not in facts.VLLM_ARGS_OUTSIDE_COMPILE_CACHE_KEY]
+    identity = [model.image_tag, model.generation.name, model.slice.topology, *graph_args]
     return hashlib.sha256(json.dumps(identity).encode()).hexdigest()[:16]
 
 
@@ -136,10 +169,10 @@ class VllmServer(pulumi.ComponentResource):
 
         selector = {"app.kubernetes.io/name": NAME, "app.kubernetes.io/instance": model.name}
         machine = model.machine
-        sidecar, sidecar_cpu, sidecar_memory_gib = gcsfuse_sidecar(model, args.autopilot)
+        sidecar = gcsfuse_sidecar(model, args.autopilot)
         resources = {
-            "cpu": str(machine.pod_cpu - sidecar_cpu),
-            "memory": f"{machine.pod_memory_gib - sidecar_memory_gib}Gi",
+            "cpu": str(machine.pod_cpu - sidecar.cpu),
+            "memory": f"{machine.pod_memory_gib - sidecar.memory_gib}Gi",
             facts.TPU_RESOURCE: str(args.placement.chips_per_node),
         }
         http_get: k8s.core.v1.HTTPGetActionArgsDict = {"path": facts.VLLM_HEALTH_PATH, "port": "http"}
@@ -194,7 +227,7 @@ class VllmServer(pulumi.ComponentResource):
                         "driver": facts.GCSFUSE_DRIVER,
                         "volume_attributes": {
                             "bucketName": args.bucket_name,
-                            "mountOptions": ",".join(facts.GCSFUSE_MOUNT_OPTIONS),
+                            "mountOptions": ",".join(facts.gcsfuse_mount_options(sidecar.file_cache_mib)),
                             "gcsfuseMetadataPrefetchOnMount": "true",
                         },
                     },
@@ -207,10 +240,11 @@ class VllmServer(pulumi.ComponentResource):
                 *secret_volumes,
             ],
         }
+        cold_start = cold_start_seconds(model)
         deployment_annotations = {
             facts.COMPILE_CACHE_ANNOTATION: facts.COMPILE_CACHE_SINGLE_WRITER,
             # pulumi up waits for the first replica through a cold compile, not the default 10 minutes.
-            "pulumi.com/timeoutSeconds": str((model.startup_minutes + 15) * 60),
+            "pulumi.com/timeoutSeconds": str(cold_start),
         }
         self.deployment = k8s.apps.v1.Deployment(
             name,
@@ -218,21 +252,31 @@ class VllmServer(pulumi.ComponentResource):
             spec={
                 # With an HPA the count is its to own; it only exists once this first replica is ready.
                 "replicas": None if model.autoscaled else 1,
+                # The default 600 s marks every cold start ProgressDeadlineExceeded, which fails
+                # `kubectl rollout status` and pulumi's own wait. The clock restarts whenever a new
+                # pod becomes available, and rollouts start one pod at a time: one cold start each.
+                "progress_deadline_seconds": cold_start,
                 "selector": {"match_labels": selector},
                 # New pods start one at a time, each after the previous one is ready: one cache writer.
                 "strategy": {"type": "RollingUpdate", "rolling_update": {"max_surge": 1, "max_unavailable": 0}},
                 "template": {
-                    "metadata": {"labels": {**labels, **selector}, "annotations": {"gke-gcsfuse/volumes": "true", **sidecar}},
+                    "metadata": {"labels": {**labels, **selector}, "annotations": {"gke-gcsfuse/volumes": "true", **sidecar.annotations}},
                     "spec": pod_spec,
                 },
             },
             opts=pulumi.ResourceOptions(parent=self, depends_on=[args.namespace_resource, *args.start_after]),
         )
 
-        external = model.exposure == "external"
+        # pulumi waits for a LoadBalancer Service until it has an address and ready endpoints, 10
+        # minutes by default (pulumi-kubernetes provider/pkg/await/service.go); its endpoints are
+        # the server's pods, Ready only after a cold start. Waiting that long rather than skipping
+        # the wait keeps the exported address and curl real on the first `pulumi up`.
+        service_annotations = {"pulumi.com/timeoutSeconds": str(cold_start)}
+        if model.exposure != "external":
+            service_annotations[facts.INTERNAL_LB_ANNOTATIONS[0]] = facts.INTERNAL_LB_VALUE
         service = k8s.core.v1.Service(
             name,
-            metadata=metadata(NAME, None if external else {facts.INTERNAL_LB_ANNOTATIONS[0]: facts.INTERNAL_LB_VALUE}),
+            metadata=metadata(NAME, service_annotations),
             spec={
                 "type": "LoadBalancer",
                 # Local keeps the client's address (Cluster would SNAT it to a node's when a load balancer

@@ -2,8 +2,9 @@
 
 Runs the real program under the SDK's mock monitor, prints the resource tree, writes
 build/<stack>/plan.json (shaped like `pulumi preview --json`) and the Kubernetes manifests,
-and runs the policy pack over the analyzer gRPC protocol with the stack's policy config.
-Exits non-zero when the config is invalid or a mandatory policy fails.
+runs the policy pack over the analyzer gRPC protocol with the stack's policy config, and
+checks that a second `pulumi up` would change nothing (offline_plan/second_apply.py).
+Exits non-zero when the config is invalid, a mandatory policy fails or the second apply replaces a resource.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from components.errors import ConfigError
-from offline_plan import graph, render, schemas
+from offline_plan import graph, render, schemas, second_apply
 from offline_plan.harness import ROOT, ProgramRun, read_project_name, run_program
 from policy_runner.config import PolicyConfigError
 from policy_runner.report import render as render_policies
@@ -88,9 +89,14 @@ def _plan(args: argparse.Namespace, run: ProgramRun, session: PolicyPackSession)
             for v in sorted(report.violations, key=lambda v: (v.policy_name, v.urn))
         ],
     }
-    render.write_json(render.plan_document(run, policy, run.notes), out / "plan.json")
+    stability = second_apply.check(args.stack, program=args.project_dir / "__main__.py")
+    print("\n".join(stability.lines()) + "\n")
+    document = render.plan_document(run, policy, run.notes)
+    document["secondApply"] = [{"urn": c.urn, "op": c.op, "path": c.path, "before": c.before, "after": c.after} for c in stability.changes]
+    render.write_json(document, out / "plan.json")
     print(f"wrote {out / 'plan.json'}, {len(manifests)} manifests under {out / 'manifests'}, {', '.join(p.name for p in pictures)}")
-    return 1 if errors else report.exit_code
+    # A replacement on the second apply loses a TPU slice (or the cluster) for nothing.
+    return 1 if errors or stability.replacements else report.exit_code
 
 
 if __name__ == "__main__":

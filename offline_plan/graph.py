@@ -30,6 +30,8 @@ TYPICAL_MINUTES: Mapping[str, float] = MappingProxyType(
     {
         # A regional GKE control plane (Standard or Autopilot) takes 6 to 10 minutes.
         "gcp:container/cluster:Cluster": 8.0,
+        # Enabling an API on a fresh project takes about a minute; an enabled one answers at once.
+        "gcp:projects/service:Service": 1.0,
         # A pool is done once its nodes register; CPU VMs boot in a few minutes.
         "gcp:container/nodePool:NodePool": 3.0,
         "gcp:compute/network:Network": 0.5,

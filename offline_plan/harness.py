@@ -50,6 +50,7 @@ class Registration:
     property_dependencies: dict[str, list[str]]
     protect: bool
     retain_on_delete: bool
+    ignore_changes: list[str] = field(default_factory=list)
     id: str = ""
     state: dict[str, Any] = field(default_factory=dict)
 
@@ -129,6 +130,7 @@ class RecordingMonitor(mocks.MockMonitor):
                     property_dependencies={k: list(v.urns) for k, v in request.propertyDependencies.items()},
                     protect=request.protect,
                     retain_on_delete=request.retainOnDelete,
+                    ignore_changes=list(request.ignoreChanges),
                     id=registered.id or "",
                     state=_plain(registered.state),
                 )
@@ -200,8 +202,10 @@ def run_program(
     program: Path = PROGRAM,
     plan_mocks: pulumi.runtime.Mocks | None = None,
     monitor: RecordingMonitor | None = None,
+    preview: bool = True,
 ) -> ProgramRun:
-    """Runs the program once. Without `config`, the stack file's config is used. Raises what the
+    """Runs the program once, as a preview or (preview=False) as an update. Without `config`, the
+    stack file's config is used. Raises what the
     program raises (a ConfigError for bad config) after the registrations it made are counted."""
     notes: list[str] = []
     if config is None:
@@ -211,7 +215,7 @@ def run_program(
     asyncio.set_event_loop(asyncio.new_event_loop())
     settings.ROOT.set(None)
     pulumi.runtime.set_all_config(config, secret_keys or [])
-    pulumi.runtime.set_mocks(monitor.mocks, project=project, stack=stack, preview=True, monitor=monitor)
+    pulumi.runtime.set_mocks(monitor.mocks, project=project, stack=stack, preview=preview, monitor=monitor)
     root = settings.get_root_resource()
     outputs: dict[str, Any] = {}
 

@@ -30,8 +30,9 @@ from offline_plan.harness import PLACEHOLDER, SECRET_MARKER, Registration
 # checks; the files are package data that cannot change during a run, so read each one once.
 kv_utils.schema_contents = functools.cache(kv_utils.schema_contents)
 
-# GKE's STABLE and REGULAR channels run 1.33 at the time of writing, and the prod and staging
-# stacks pin 1.33; a stack's own `cluster.version` overrides it through `k8s_version_of`.
+# The oldest minor GKE's STABLE and REGULAR channels run at the time of writing (no shipped stack
+# pins a version: pins age out of the channels); a stack's own `cluster.version` overrides it
+# through `k8s_version_of`.
 DEFAULT_K8S_VERSION = "1.33"
 SCHEMA_DIR = Path(__file__).resolve().parent / "schemas"
 Severity = Literal["error", "warning"]

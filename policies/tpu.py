@@ -283,15 +283,22 @@ def validate_node_pool_shape(args: ResourceValidationArgs, report: ReportViolati
         report(f"{label}: {machine} ({chips} chips per VM) cannot form {generation.name} {topology}; it is built from {makers}.", None)
         return
     shape = formed[0]
+    if not shape.multi_host:
+        report(
+            f"{label}: {topology} on {machine} is a single-host slice, and GKE refuses a topology for its pool "
+            f'("{facts.SINGLE_HOST_TOPOLOGY_REFUSED}"). Remove placementPolicy: the nodes are labelled {topology} anyway.',
+            None,
+        )
+        return
     allowed = bool(args.get_config().get(ALLOW_MULTI_HOST, False))
     single = generation.single_host_slice(topology)
-    if shape.multi_host and single is not None:
+    if single is not None:
         report(
             f"{label}: {topology} on {machine} is {shape.vms} nodes of {shape.chips_per_vm} chips; a pod that needs all {shape.chips} "
             f"chips on one node never schedules there. Use {single.machine_type} for a single-host {topology}.",
             None,
         )
-    elif shape.multi_host and not allowed:
+    elif not allowed:
         report(
             f"{label}: {topology} is a multi-host slice ({shape.vms} VMs of {machine}, interrupted and replaced as a unit) "
             f"and this stack serves single-host workloads; choose {_single_host(generation)}, or set {ALLOW_MULTI_HOST} "
@@ -300,7 +307,7 @@ def validate_node_pool_shape(args: ResourceValidationArgs, report: ReportViolati
         )
     if kind is not UNKNOWN and kind != "COMPACT":
         given = "not set" if kind is None else repr(kind)
-        report(f"{label}: placementPolicy.type is {given}; GKE forms a TPU topology only with COMPACT placement. Set it to COMPACT.", None)
+        report(f"{label}: placementPolicy.type is {given}; GKE forms a multi-host TPU slice only with COMPACT placement.", None)
 
 
 # --- tpu-node-pool-match (stack) -----------------------------------------------------------------

@@ -75,10 +75,14 @@ def workflows() -> dict[str, dict[str, Any]]:
     return {path.name: load(path) for path in WORKFLOWS}
 
 
-def test_both_workflows_exist_and_trigger_as_intended(workflows: dict[str, dict[str, Any]]) -> None:
-    assert set(workflows) == {"preview.yml", "deploy.yml"}
+def test_the_workflows_exist_and_trigger_as_intended(workflows: dict[str, dict[str, Any]]) -> None:
+    assert set(workflows) == {"preview.yml", "deploy.yml", "e2e.yml", "plan-drift.yml"}
     assert "pull_request" in workflows["preview.yml"]["on"]
     assert workflows["deploy.yml"]["on"]["push"]["branches"] == ["main"]
+    e2e = workflows["e2e.yml"]["on"]
+    assert set(e2e["workflow_dispatch"]["inputs"]) == {"stack", "keep"}
+    assert e2e["workflow_dispatch"]["inputs"]["keep"]["default"] is False
+    assert e2e["schedule"] and workflows["plan-drift.yml"]["on"]["schedule"]
 
 
 def test_workflows_match_the_github_workflow_schema() -> None:
@@ -128,7 +132,7 @@ def test_every_make_target_called_exists(workflows: dict[str, dict[str, Any]]) -
         for _, _, step in steps(workflow)
         for target in make_targets_in(step.get("run", ""))
     }
-    assert {target for _, target in called} >= {"test", "plans", "install"}
+    assert {target for _, target in called} >= {"test", "plans", "install", "e2e", "plan"}
     missing = sorted(f"{name}: make {target}" for name, target in called if target not in known)
     assert not missing, f"not targets of the Makefile ({', '.join(sorted(known))}): {missing}"
 
@@ -151,12 +155,15 @@ def test_pulumi_steps_run_the_policy_pack_with_a_pinned_cli_after_install(workfl
             seen += 1
             inputs = step["with"]
             where = f"{name} {job} step {index}"
+            version = workflow_env(inputs["pulumi-version"], workflow["env"])
+            assert re.fullmatch(r"\d+\.\d+\.\d+", version), f"{where}: pulumi-version {version!r} is not an exact release"
+            if "command" not in inputs:
+                # Installs the CLI only; the `make e2e` or `pulumi preview --json` after it runs it.
+                continue
             assert inputs["command"] in ("preview", "up"), where
             assert inputs["policyPacks"] == "policies", where
             assert re.fullmatch(r"policies/config/\$\{\{ (matrix\.stack|env\.STACK) \}\}\.json", inputs["policyPackConfigs"]), where
             assert inputs["stack-name"] == inputs["policyPackConfigs"][len("policies/config/") : -len(".json")], where
-            version = workflow_env(inputs["pulumi-version"], workflow["env"])
-            assert re.fullmatch(r"\d+\.\d+\.\d+", version), f"{where}: pulumi-version {version!r} is not an exact release"
             earlier = [s.get("run", "") for s in workflow["jobs"][job]["steps"][:index]]
             assert any("install" in make_targets_in(run) for run in earlier), f"{where}: no `make install` before it"
     assert seen >= 2
@@ -229,7 +236,51 @@ def test_make_targets_in_the_operating_doc_exist() -> None:
 def test_staging_stack_builds() -> None:
     run = run_program("staging")
     clusters = [r for r in run.registrations if r.type == "gcp:container/cluster:Cluster"]
-    pools = [r for r in run.registrations if r.type == "gcp:container/nodePool:NodePool" and r.inputs.get("placementPolicy")]
+    pools = [r for r in run.registrations if r.type == "gcp:container/nodePool:NodePool" and r.name != "llm-staging-system"]
     assert [c.inputs["location"] for c in clusters] == ["europe-west4"]
     assert {p.inputs["nodeLocations"][0] for p in pools} == {"europe-west4-a"}
     assert {p.inputs["nodeConfig"]["machineType"] for p in pools} == {"ct6e-standard-8t", "ct6e-standard-1t"}
+
+
+def pulumi_action(step: dict[str, Any], command: str) -> bool:
+    return step.get("uses", "").startswith("pulumi/actions@") and step.get("with", {}).get("command") == command
+
+
+def test_deploy_previews_for_drift_right_after_every_up(workflows: dict[str, dict[str, Any]]) -> None:
+    """A second run must change nothing: the step after each up previews the same stack with the
+    same pack and fails on any change."""
+    for job, job_steps in ((name, job["steps"]) for name, job in workflows["deploy.yml"]["jobs"].items()):
+        ups = [index for index, step in enumerate(job_steps) if pulumi_action(step, "up")]
+        assert ups, f"deploy.yml {job}: no pulumi up"
+        for index in ups:
+            assert index + 1 < len(job_steps) and pulumi_action(job_steps[index + 1], "preview"), f"deploy.yml {job}: no preview after up"
+            up, check = job_steps[index]["with"], job_steps[index + 1]["with"]
+            assert check["expect-no-changes"] is True, f"deploy.yml {job}: the preview after up must fail on changes"
+            for key in ("stack-name", "cloud-url", "pulumi-version", "policyPacks", "policyPackConfigs"):
+                assert check[key] == up[key], f"deploy.yml {job}: {key} differs between up and the drift preview"
+
+
+def test_e2e_shares_the_deploy_lock_of_its_stack(workflows: dict[str, dict[str, Any]]) -> None:
+    """Two runs never work on one stack: e2e queues in the group deploy.yml uses for that stack."""
+    [job] = workflows["e2e.yml"]["jobs"].values()
+    stack = "${{ inputs.stack || vars.E2E_STACK || 'dev' }}"
+    assert job["env"]["STACK"] == stack
+    assert job["concurrency"] == {"group": f"pulumi-{stack}", "cancel-in-progress": False}
+    assert {j["concurrency"]["group"] for j in workflows["deploy.yml"]["jobs"].values()} == {f"pulumi-{s}" for s in STACKS}
+    assert job["environment"] == "e2e"
+    runs = [step["run"] for step in job["steps"] if "run" in step]
+    assert runs[-1] == 'make e2e STACK="$STACK" KEEP="$KEEP"', "the free-text input reaches the script through env only"
+    auth = next(step for step in job["steps"] if step.get("uses", "").startswith("google-github-actions/auth@"))
+    assert auth["with"]["service_account"] == "${{ vars.GCP_SERVICE_ACCOUNT }}"
+
+
+def test_plan_drift_compares_the_offline_plan_with_a_real_preview(workflows: dict[str, dict[str, Any]]) -> None:
+    [job] = [j for j in workflows["plan-drift.yml"]["jobs"].values() if "matrix" in j.get("strategy", {})]
+    runs = [step["run"] for step in job["steps"] if "run" in step]
+    assert runs == [
+        'make plan STACK="$STACK"',
+        'pulumi preview --json --show-sames --stack "$STACK" > preview.json',
+        '.venv/bin/python -m e2e.compare_preview "build/$STACK/plan.json" preview.json',
+    ]
+    # Read-only: it previews, and nothing in the job can apply.
+    assert not [s for s in job["steps"] if pulumi_action(s, "up")]

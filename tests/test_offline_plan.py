@@ -38,7 +38,7 @@ def test_prod_plan_passes_and_prints_the_tree(prod_plan: tuple[subprocess.Comple
     result, _ = prod_plan
     assert result.returncode == 0, result.stderr + result.stdout
     assert "gcp:container/nodePool:NodePool" in result.stdout
-    assert "tpuTopology=2x4" in result.stdout
+    assert "machineType=ct6e-standard-8t" in result.stdout
     assert "to create" in result.stdout
     assert "Policies:" in result.stdout
 

@@ -115,13 +115,10 @@ def tpu_chips(requests: str | None, limits: str | None) -> Callable[[dict[str, A
     return change
 
 
-def tpu_pool(resources: Stack, machine: str, topology: str, placement: str | None = "COMPACT") -> Stack:
-    return edit(
-        resources,
-        POOL,
-        lambda p: p.update(nodeConfig={"machineType": machine}, placementPolicy={"type": placement, "tpuTopology": topology}),
-        which="llama-70b",
-    )
+def tpu_pool(resources: Stack, machine: str, topology: str | None = None, placement: str | None = "COMPACT") -> Stack:
+    """The 70B's pool on another machine type; a placement policy only where a topology is given."""
+    placement_policy = {"placementPolicy": {"type": placement, "tpuTopology": topology}} if topology else {}
+    return edit(resources, POOL, lambda p: p.update(nodeConfig={"machineType": machine}, **placement_policy), which="llama-70b")
 
 
 def affinity_instead_of_node_selector(props: dict[str, Any]) -> None:
@@ -165,9 +162,11 @@ CASES: list[tuple[str, Callable[[Stack], Stack], str]] = [
     ("tpu-node-pool-shape", lambda s: tpu_pool(s, "ct6e-standard-4t", "2x4"), "2 nodes of 4 chips"),
     ("tpu-node-pool-shape", lambda s: tpu_pool(s, "ct6e-standard-8t", "4x4"), "cannot form v6e 4x4"),
     ("tpu-node-pool-shape", lambda s: tpu_pool(s, "ct6e-standard-4t", "4x4"), "set allowMultiHost"),
-    ("tpu-node-pool-shape", lambda s: tpu_pool(s, "ct6e-standard-8t", "2x4", placement=None), "only with COMPACT"),
+    ("tpu-node-pool-shape", lambda s: tpu_pool(s, "ct6e-standard-8t", "2x4"), facts.SINGLE_HOST_TOPOLOGY_REFUSED),
+    ("tpu-node-pool-shape", lambda s: tpu_pool(s, "ct6e-standard-1t", "1x1"), "Remove placementPolicy"),
+    ("tpu-node-pool-shape", lambda s: tpu_pool(s, "ct6e-standard-4t", "4x4", placement=None), "only with COMPACT"),
     ("tpu-node-pool-shape", lambda s: tpu_pool(s, "ct6e-standard-16t", "2x4"), "no TPU machine type GKE offers"),
-    ("tpu-node-pool-match", lambda s: tpu_pool(s, "ct6e-standard-4t", "2x2"), "(pools: llama-70b: tpu-v6e-slice 2x2)"),
+    ("tpu-node-pool-match", lambda s: tpu_pool(s, "ct6e-standard-4t"), "(pools: llama-70b: tpu-v6e-slice 2x2)"),
     (
         "gke-version-for-tpu",
         lambda s: edit(s, CLUSTER, lambda p: p.update(minMasterVersion="1.30.5-gke.1000")),

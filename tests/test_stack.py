@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 
+from components import facts
 from components.vllm_server import compile_cache_key
 from conftest import HF_TOKEN, PROJECT_NUMBER, RunStack
 from offline_plan.harness import ProgramRun, Registration, run_program
@@ -38,8 +39,9 @@ def test_shipped_stacks_build(stack: str) -> None:
 def test_prod_is_the_seed_case_on_standard() -> None:
     run = run_program("prod")
     pool = only(run, "gcp:container/nodePool:NodePool", "llama-70b")
-    assert pool.inputs["placementPolicy"] == {"type": "COMPACT", "tpuTopology": "2x4"}
+    # A single-host 2x4: the machine type makes the slice, and GKE refuses a topology for it.
     assert pool.inputs["nodeConfig"]["machineType"] == "ct6e-standard-8t"
+    assert "placementPolicy" not in pool.inputs
     assert pool.inputs["autoscaling"]["totalMinNodeCount"] == 1
     # two replicas at most, plus the one spare slice a rolling update starts before stopping an old pod
     assert pool.inputs["autoscaling"]["totalMaxNodeCount"] == 3
@@ -107,7 +109,10 @@ def test_deployment_args_selectors_and_chips(run_stack: RunStack) -> None:
     assert c["resources"]["requests"]["google.com/tpu"] == c["resources"]["limits"]["google.com/tpu"] == "8"
     pod = only(run, "kubernetes:apps/v1:Deployment", "llama-70b").inputs["spec"]["template"]["spec"]
     pool = only(run, "gcp:container/nodePool:NodePool", "llama-70b")
-    assert pod["nodeSelector"]["cloud.google.com/gke-tpu-topology"] == pool.inputs["placementPolicy"]["tpuTopology"]
+    machine = pool.inputs["nodeConfig"]["machineType"]
+    assert pod["nodeSelector"]["cloud.google.com/gke-tpu-topology"] == next(
+        s.topology for s in facts.GENERATIONS["v6e"].slices if s.machine_type == machine and not s.multi_host
+    )
     assert pod["nodeSelector"]["serving.tpu.dev/model"] == pool.inputs["nodeConfig"]["labels"]["serving.tpu.dev/model"]
     assert c["startupProbe"]["httpGet"]["path"] == "/health"
     assert c["startupProbe"]["periodSeconds"] * c["startupProbe"]["failureThreshold"] >= 40 * 60
@@ -144,10 +149,11 @@ def test_one_kubernetes_provider_for_every_object(run_stack: RunStack) -> None:
     assert all(r.provider.startswith(providers[0].urn + "::") for r in kube)
 
 
-def test_bucket_does_not_wait_for_the_cluster_but_its_grant_waits_for_the_pool(run_stack: RunStack) -> None:
+def test_bucket_waits_only_for_the_apis_but_its_grant_waits_for_the_pool(run_stack: RunStack) -> None:
     run = run_stack()
     cluster = only(run, "gcp:container/cluster:Cluster").urn
-    assert only(run, "gcp:storage/bucket:Bucket").dependencies == []
+    apis = {r.urn for r in of_type(run, "gcp:projects/service:Service")}
+    assert set(only(run, "gcp:storage/bucket:Bucket").dependencies) == apis
     # IAM refuses principals of a Workload Identity pool that does not exist yet (it comes with the cluster).
     assert cluster in only(run, "gcp:storage/bucketIAMMember:BucketIAMMember").dependencies
 
@@ -186,7 +192,9 @@ def test_several_models_each_get_their_own_components(run_stack: RunStack) -> No
     for component in ("VllmServer", "ModelCacheBucket", "TpuNodePool", "Autoscaling"):
         assert sorted(r.name for r in of_type(run, f"tpu-serving:index:{component}")) == ["llama-70b", "llama-8b"]
     assert len(of_type(run, "tpu-serving:index:MetricsAdapter")) == 1
-    assert only(run, "gcp:container/nodePool:NodePool", "llama-8b").inputs["placementPolicy"]["tpuTopology"] == "1x1"
+    small = only(run, "gcp:container/nodePool:NodePool", "llama-8b").inputs
+    assert small["nodeConfig"]["machineType"] == "ct6e-standard-1t"
+    assert "placementPolicy" not in small
 
 
 def test_hf_token_is_a_secret_everywhere(run_stack: RunStack) -> None:
@@ -222,7 +230,7 @@ def test_outputs_give_address_and_curl(run_stack: RunStack) -> None:
     assert '"model": "meta-llama/Llama-3.1-70B"' in outputs["curl"]
 
 
-def test_compile_cache_key_depends_on_every_serving_arg(run_stack: RunStack) -> None:
+def test_compile_cache_key_depends_on_graph_shaping_args(run_stack: RunStack) -> None:
     from components.config import load_stack_config
 
     raw = {"project": "acme-llm-test", "region": "us-east5", "cluster": {"zones": ["us-east5-b"]}}
@@ -253,7 +261,7 @@ def test_autopilot_sidecar_memory_holds_the_weights(run_stack: RunStack) -> None
 @pytest.mark.parametrize(
     ("capacity", "extra", "expected"),
     [
-        ("spot", {}, {"spot": True, "min": 1, "affinity": None, "queued": None, "repair": True}),
+        ("spot", {}, {"spot": True, "min": 1, "affinity": "NO_RESERVATION", "queued": None, "repair": True}),
         ("flex-start", {}, {"flexStart": True, "min": 0, "affinity": "NO_RESERVATION", "queued": None, "repair": True}),
         ("reservation", {"reservation": "tpu-res"}, {"min": 1, "affinity": "SPECIFIC_RESERVATION", "queued": None, "repair": True}),
     ],
