@@ -158,12 +158,16 @@ GENERATIONS: Mapping[str, Generation] = MappingProxyType(
             accelerator="tpu7x",
             hbm_gib_per_chip=192,
             bf16_tflops_per_chip=2307,
-            # Host vCPUs and memory of tpu7x VMs are unconfirmed (not in the sourced facts): a conservative guess.
-            machine_types=(MachineType("tpu7x-standard-4t", 4, 224, 960),),
+            # Host vCPUs and memory of tpu7x VMs are unconfirmed (not in the sourced facts): conservative guesses.
+            # tpu7x-standard-1t (a 1x1x1 slice) and the 4x4x4 cube: AI-Hypercomputer/tpu-recipes inference/ironwood,
+            # AI-Hypercomputer/xpk system_characteristics.py.
+            machine_types=(MachineType("tpu7x-standard-1t", 1, 56, 240), MachineType("tpu7x-standard-4t", 4, 224, 960)),
             slices=(
+                Slice("1x1x1", 1, 1, "tpu7x-standard-1t"),
                 Slice("2x2x1", 4, 1, "tpu7x-standard-4t"),
                 Slice("2x2x2", 8, 2, "tpu7x-standard-4t"),
                 Slice("2x2x4", 16, 4, "tpu7x-standard-4t"),
+                Slice("4x4x4", 64, 16, "tpu7x-standard-4t"),
             ),
             zones=("us-central1-c",),
             min_gke_standard="1.34.0-gke.2201000",
