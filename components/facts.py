@@ -218,6 +218,9 @@ def gke_version_at_least(version: str, minimum: str) -> bool:
 
 
 # --- vLLM -------------------------------------------------------------------------------------
+# Sources: the vLLM repository (vllm/entrypoints/openai/api_server.py for the routes, the port and
+# --api-key's scope; docs/usage/security.md; release notes for --shutdown-timeout and the metrics),
+# advisory GHSA-94f4-hr76-p5j6, Docker Hub vllm/vllm-tpu tags; gathered in ../shared/reference/vllm-gke-facts.md.
 VLLM_IMAGE_REPOSITORY = "vllm/vllm-tpu"
 VLLM_DEFAULT_TAG = "v0.22.0"
 VLLM_PORT = 8000
@@ -236,6 +239,7 @@ VLLM_DEFAULT_PARALLEL_SIZE = 1  # --tensor-parallel-size and --pipeline-parallel
 # Either one turns the server's API key on: vLLM reads the first; the stack's launcher fills it from the file the second names.
 VLLM_API_KEY_ENVS = ("VLLM_API_KEY", "VLLM_API_KEY_FILE")
 
+# vllm/v1/metrics/loggers.py (PrometheusStatLogger) names the gauges.
 METRIC_REQUESTS_WAITING = "vllm:num_requests_waiting"
 METRIC_REQUESTS_RUNNING = "vllm:num_requests_running"
 METRIC_KV_CACHE = "vllm:kv_cache_usage_perc"
@@ -286,7 +290,9 @@ def image_tag(image: str) -> str | None:
 XLA_CACHE_ENV = "VLLM_XLA_CACHE_PATH"
 GCSFUSE_DRIVER = "gcsfuse.csi.storage.gke.io"
 GCSFUSE_CACHE_VOLUME = "gke-gcsfuse-cache"
-# The file cache's size is not among them: it is bounded per pod (gcsfuse_mount_options).
+# The seed's options plus Google's serving guidance (GKE docs "Optimize Cloud Storage FUSE CSI driver
+# performance"; GoogleCloudPlatform/gcs-fuse-csi-driver docs). The file cache's size is not among
+# them: it is bounded per pod (gcsfuse_mount_options).
 GCSFUSE_MOUNT_OPTIONS = (
     "implicit-dirs",
     "metadata-cache:ttl-secs:-1",
@@ -317,7 +323,8 @@ def gcsfuse_mount_options(file_cache_mib: int) -> tuple[str, ...]:
 # that matter, so a flag added later keys a fresh directory until someone shows it is harmless.
 VLLM_ARGS_OUTSIDE_COMPILE_CACHE_KEY = ("--host", "--port", "--download-dir", "--shutdown-timeout")
 
-# Managed Prometheus collectors scrape from gmp-system on Standard and gke-gmp-system on Autopilot.
+# Managed Prometheus collectors scrape from gmp-system on Standard and gke-gmp-system on Autopilot
+# (GKE docs "Managed Service for Prometheus: managed collection", network policy section).
 GMP_COLLECTOR_NAMESPACES = ("gmp-system", "gke-gmp-system")
 
 # --- Autoscaling adapter ------------------------------------------------------------------------
@@ -628,3 +635,16 @@ def provider_fields(token: str) -> ProviderFields | None:
     if known is None and token.startswith("kubernetes:") and not token.startswith("kubernetes:yaml"):
         return ProviderFields(source=_K8S_DIFF, force_new=_K8S_FORCE_NEW, reads_state=False)
     return known
+
+
+# --- Policy pack: how published manifests select TPUs and name vLLM images -----------------------
+# A pod can select TPUs through a custom ComputeClass (GKE "About custom compute classes"): the
+# nodeSelector names the class, whose spec.priorities[].tpu gives type (the accelerator label value),
+# topology and count (chips per node). TPU nodes carry the google.com/tpu NoSchedule taint; a pod that
+# requests no chips runs there only with a toleration for it (JetStream Pathways and LeaderWorkerSet leaders).
+COMPUTE_CLASS_LABEL = "cloud.google.com/compute-class"
+COMPUTE_CLASS_KIND = "ComputeClass"
+# vLLM's upstream images: the TPU build (VLLM_IMAGE_REPOSITORY) and the CUDA one, which no TPU pod can use.
+VLLM_GPU_IMAGE_REPOSITORY = "vllm/vllm-openai"
+# Image tags that name a channel rather than one build: "latest" and its cousins move under the same name.
+MOVING_IMAGE_TAGS = ("latest", "nightly", "main", "master", "dev", "develop", "edge", "head", "canary", "unstable", "snapshot", "stable")

@@ -1,20 +1,31 @@
 """Architecture facts of open models, as sizing needs them.
 
 Three ways in: the catalog below (numbers from each model's published config.json on the
-Hugging Face Hub; parameter counts computed from those configs as `_derive_params` does, which
-match the model cards' rounded figures), a model described in stack config under
-`architecture:` (`from_mapping`), or a config.json file (`from_config_json_path`). `lookup`
-also reads config.json from the Hub when a Hugging Face token is in the environment, so that a
-preview can size a model the catalog lacks; without a token or network it answers None.
+Hugging Face Hub, each family with its source; parameter counts computed from those configs as
+`_derive_params` does, which match the model cards' rounded figures), a model described in stack
+config under `architecture:` (`from_mapping`), or a config.json file (`from_config_json_path`).
 
-Gemma 4 is left out on purpose: its published configs were not at hand to check, and sizing
-numbers must not be guessed.
+Sizing is hermetic: nothing here reaches the network while a program, the policy pack, a plan or
+a test runs, so one commit sizes a model the same everywhere. Only `python -m recommend
+--from-hub` (`make recommend FROM_HUB=1`) calls `fetch_from_hub`, to print the entry to add or to
+write a config.json fact file under tests/fixtures/model_configs/.
+
+Quantized checkpoints: the weight format comes from config.json's quantization_config or, for a
+catalog model's quantized sibling, from the model id (`-FP8`, `-Int8`/`-W8A8`, `-AWQ`/`-Int4`/
+`-GPTQ-Int4`/`-W4A16`); embeddings, the output head and a vision tower stay in 16 bits.
+
+Left out, because their published config.json could not be read here and sizing numbers must not be
+guessed: Gemma 4 (its attention layout is modelled: `global_head_dim`, `num_global_key_value_heads`,
+`attention_k_eq_v`, so `--from-hub` or `--config-json` with `--params-b` sizes it), the Qwen3 2507
+releases, Qwen3-VL, Llama 4, gpt-oss, Phi-4 and the DeepSeek-R1 distills.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -31,7 +42,14 @@ DTYPE_BYTES: Mapping[str, float] = {
     "float8": 1,
     "int8": 1,
     "int4": 0.5,
+    # MXFP4 (gpt-oss): 4-bit values plus one 8-bit scale per 32 of them.
+    "mxfp4": 0.53125,
 }
+# What a slot of the KV cache holds per value: tpu-inference stores bfloat16 unless vLLM's
+# --kv-cache-dtype says fp8 (Google's Ironwood recipes use fp8: AI-Hypercomputer/tpu-recipes
+# inference/ironwood/vLLM/*).
+KV_CACHE_DTYPE_BYTES: Mapping[str, int] = {"auto": 2, "bfloat16": 2, "fp8": 1}
+QUANTIZATIONS = ("auto", "bfloat16", "float8", "int8", "int4")
 # vLLM's dtype=auto serves float32 checkpoints in 16 bits, so float32 never reaches HBM as such.
 DTYPE_ALIASES: Mapping[str, str] = {
     "bf16": "bfloat16",
@@ -42,6 +60,8 @@ DTYPE_ALIASES: Mapping[str, str] = {
     "float": "bfloat16",
     "fp8": "float8",
     "float8_e4m3fn": "float8",
+    "float8_e5m2": "float8",
+    "int4": "int4",
 }
 
 DTYPE_CHOICES = f"one of {', '.join(DTYPE_BYTES)} (or float32, served as bfloat16)"
@@ -53,10 +73,26 @@ def _dtype(value: Any) -> str | None:
 
 
 HUB_CONFIG_URL = "https://huggingface.co/{hf_id}/resolve/main/config.json"
-# A preview waits on this; a slow or absent network must cost seconds, not minutes.
-HUB_TIMEOUT_SECONDS = 5.0
+HUB_TIMEOUT_SECONDS = 10.0
 HUB_TOKEN_ENV = ("HF_TOKEN", "HUGGING_FACE_HUB_TOKEN")
 HUB_OFFLINE_ENV = "HF_HUB_OFFLINE"
+
+# A quantized sibling of a catalog model, told by the suffix of its id (Qwen/Qwen3-32B-FP8,
+# RedHatAI/...-FP8-dynamic, Qwen/Qwen2.5-32B-Instruct-AWQ, ...-GPTQ-Int4, ...-W8A8).
+_ID_QUANTIZATION = (
+    (re.compile(r"[-_](fp8|fp8[-_]dynamic|fp8[-_]block)$", re.I), "float8"),
+    (re.compile(r"[-_](int8|w8a8|w8a16|gptq[-_]int8)$", re.I), "int8"),
+    (re.compile(r"[-_](awq|int4|w4a16|gptq[-_]int4|gptq)$", re.I), "int4"),
+)
+
+
+def quantization_from_id(hf_id: str) -> tuple[str, str] | None:
+    """(weight dtype, the id without its quantization suffix), or None for an unquantized id."""
+    for pattern, dtype in _ID_QUANTIZATION:
+        match = pattern.search(hf_id)
+        if match:
+            return dtype, hf_id[: match.start()]
+    return None
 
 
 @dataclass(frozen=True)
@@ -73,17 +109,52 @@ class ModelArch:
     dtype: str = "bfloat16"
     max_context: int | None = None
     source: str = "catalog"
+    # Weights a quantized checkpoint keeps in 16 bits: the embeddings, the output head, a vision
+    # tower. 0 when unknown, which is exact for 16-bit weights.
+    unquantized_params_b: float = 0.0
+    # Layers whose KV cache has another shape (Gemma 4's full-attention layers: global_head_dim,
+    # num_global_key_value_heads); 0 when every layer caches kv_heads x head_dim.
+    global_layers: int = 0
+    global_kv_heads: int = 0
+    global_head_dim: int = 0
+    # How the weights are quantized (quant_method, or "model id"), None when they are not.
+    quantization: str | None = None
 
     @property
     def weight_bytes(self) -> int:
-        return round(self.params_b * 1e9 * DTYPE_BYTES[self.dtype])
+        kept = min(self.unquantized_params_b, self.params_b) if DTYPE_BYTES[self.dtype] < 2 else 0.0
+        return round((self.params_b - kept) * 1e9 * DTYPE_BYTES[self.dtype] + kept * 1e9 * 2)
+
+    @property
+    def kv_groups(self) -> tuple[tuple[int, int, int], ...]:
+        """(layers, KV heads, head_dim) of each kind of attention layer."""
+        local = (self.layers - self.global_layers, self.kv_heads, self.head_dim)
+        if not self.global_layers:
+            return (local,)
+        return (local, (self.global_layers, self.global_kv_heads, self.global_head_dim))
+
+    def served_as(self, dtype: str) -> ModelArch:
+        """The same model with its weights in another format (recommend --quantization)."""
+        if dtype == self.dtype:
+            return self
+        return dataclasses.replace(self, dtype=dtype, quantization=None if dtype in ("bfloat16", "float16") else "as asked")
 
 
 def _family(
-    ids: tuple[str, ...], params_b: float, layers: int, heads: int, kv_heads: int, head_dim: int, max_context: int
+    ids: tuple[str, ...],
+    params_b: float,
+    layers: int,
+    heads: int,
+    kv_heads: int,
+    head_dim: int,
+    max_context: int,
+    unquantized_b: float = 0.0,
 ) -> tuple[ModelArch, ...]:
-    """Base and instruction-tuned variants share one architecture."""
-    return tuple(ModelArch(i, params_b, layers, heads, kv_heads, head_dim, "bfloat16", max_context) for i in ids)
+    """Base and instruction-tuned variants share one architecture. unquantized_b: embeddings,
+    output head and vision tower, which a quantized sibling keeps in 16 bits."""
+    return tuple(
+        ModelArch(i, params_b, layers, heads, kv_heads, head_dim, "bfloat16", max_context, unquantized_params_b=unquantized_b) for i in ids
+    )
 
 
 # Columns: params (billions), num_hidden_layers, num_attention_heads, num_key_value_heads,
@@ -105,6 +176,7 @@ _CATALOG = (
         8,
         128,
         131072,
+        1.0507,  # 128256 x 4096, untied
     ),
     *_family(
         (
@@ -119,6 +191,7 @@ _CATALOG = (
         8,
         128,
         131072,
+        2.1013,  # 128256 x 8192, untied
     ),
     *_family(
         (
@@ -136,12 +209,19 @@ _CATALOG = (
     ),
     *_family(("meta-llama/Llama-3.2-1B", "meta-llama/Llama-3.2-1B-Instruct"), 1.236, 16, 32, 8, 64, 131072),
     *_family(("meta-llama/Llama-3.2-3B", "meta-llama/Llama-3.2-3B-Instruct"), 3.213, 28, 24, 8, 128, 131072),
-    *_family(("meta-llama/Llama-3.3-70B-Instruct",), 70.55, 80, 64, 8, 128, 131072),
+    *_family(("meta-llama/Llama-3.3-70B-Instruct",), 70.55, 80, 64, 8, 128, 131072, 2.1013),
+    # meta-llama/Meta-Llama-3-*: as 3.1 but 8192 tokens of context (fact files Meta-Llama-3-8B-Instruct.json,
+    # Meta-Llama-3-70B-Instruct.json, read from uploads of the gated originals)
+    *_family(("meta-llama/Meta-Llama-3-8B", "meta-llama/Meta-Llama-3-8B-Instruct"), 8.03, 32, 32, 8, 128, 8192, 1.0507),
+    *_family(("meta-llama/Meta-Llama-3-70B", "meta-llama/Meta-Llama-3-70B-Instruct"), 70.55, 80, 64, 8, 128, 8192, 2.1013),
     # google/gemma-3-*: 1B is text only (model_type gemma3_text); the others nest text_config
     *_family(("google/gemma-3-1b-it", "google/gemma-3-1b-pt"), 1.0, 26, 4, 1, 256, 32768),
     *_family(("google/gemma-3-4b-it", "google/gemma-3-4b-pt"), 4.3, 34, 8, 4, 256, 131072),
     *_family(("google/gemma-3-12b-it", "google/gemma-3-12b-pt"), 12.19, 48, 16, 8, 256, 131072),
     *_family(("google/gemma-3-27b-it", "google/gemma-3-27b-pt"), 27.43, 62, 32, 16, 128, 131072),
+    # google/gemma-* (Gemma 1, fact files gemma-2b.json, gemma-7b.json): tied embeddings, 256000 tokens
+    *_family(("google/gemma-2b", "google/gemma-2b-it", "google/gemma-1.1-2b-it"), 2.506, 18, 8, 1, 256, 8192, 0.5243),
+    *_family(("google/gemma-7b", "google/gemma-7b-it", "google/gemma-1.1-7b-it"), 8.538, 28, 16, 16, 256, 8192, 0.7864),
     # google/gemma-2-*
     *_family(("google/gemma-2-9b", "google/gemma-2-9b-it"), 9.24, 42, 16, 8, 256, 8192),
     *_family(("google/gemma-2-27b", "google/gemma-2-27b-it"), 27.23, 46, 32, 16, 128, 8192),
@@ -149,8 +229,13 @@ _CATALOG = (
     *_family(("Qwen/Qwen3-4B",), 4.02, 36, 32, 8, 128, 40960),
     *_family(("Qwen/Qwen3-8B",), 8.19, 36, 32, 8, 128, 40960),
     *_family(("Qwen/Qwen3-14B",), 14.77, 40, 40, 8, 128, 40960),
-    *_family(("Qwen/Qwen3-32B",), 32.76, 64, 64, 8, 128, 40960),
-    *_family(("Qwen/Qwen3-30B-A3B",), 30.53, 48, 32, 4, 128, 40960),  # MoE: 128 experts, 8 active
+    *_family(("Qwen/Qwen3-32B",), 32.76, 64, 64, 8, 128, 40960, 1.5558),
+    *_family(("Qwen/Qwen3-30B-A3B",), 30.53, 48, 32, 4, 128, 40960, 0.6223),  # MoE: 128 experts, 8 active
+    # Qwen/Qwen2.5-32B (its config.json, fact file Qwen2.5-32B.json) and -Instruct (32768 tokens)
+    *_family(("Qwen/Qwen2.5-32B",), 32.76, 64, 40, 8, 128, 131072, 1.5571),
+    *_family(("Qwen/Qwen2.5-32B-Instruct",), 32.76, 64, 40, 8, 128, 32768, 1.5571),
+    # Qwen/Qwen2.5-VL-7B-Instruct: multimodal; 8.29B counts the 0.68B vision tower (fact file)
+    *_family(("Qwen/Qwen2.5-VL-7B-Instruct",), 8.292, 28, 28, 4, 128, 128000, 1.7665),
     # mistralai/*: Mixtral counts all 8 experts (2 active per token)
     *_family(
         ("mistralai/Mistral-7B-v0.1", "mistralai/Mistral-7B-Instruct-v0.1", "mistralai/Mistral-7B-Instruct-v0.2"),
@@ -163,34 +248,91 @@ _CATALOG = (
     ),
     *_family(("mistralai/Mistral-7B-v0.3", "mistralai/Mistral-7B-Instruct-v0.3"), 7.25, 32, 32, 8, 128, 32768),
     *_family(("mistralai/Mistral-Small-24B-Base-2501", "mistralai/Mistral-Small-24B-Instruct-2501"), 23.57, 40, 32, 8, 128, 32768),
-    *_family(("mistralai/Mixtral-8x7B-v0.1", "mistralai/Mixtral-8x7B-Instruct-v0.1"), 46.7, 32, 32, 8, 128, 32768),
+    *_family(("mistralai/Mixtral-8x7B-v0.1", "mistralai/Mixtral-8x7B-Instruct-v0.1"), 46.7, 32, 32, 8, 128, 32768, 0.2621),
     *_family(("mistralai/Mixtral-8x22B-v0.1", "mistralai/Mixtral-8x22B-Instruct-v0.1"), 140.6, 56, 48, 8, 128, 65536),
 )
 CATALOG: Mapping[str, ModelArch] = {m.hf_id.lower(): m for m in _CATALOG}
 
 
 def lookup(hf_id: str) -> ModelArch | None:
-    """The catalog's entry (case-insensitive), else the Hub's config.json when a token is set."""
+    """The catalog's entry (case-insensitive); else, for an id that names a catalog model plus a
+    quantization suffix (Qwen/Qwen3-32B-FP8), that model with its weights in the stated format.
+    Never the network: sizing is hermetic."""
     known = CATALOG.get(hf_id.lower())
     if known is not None:
         return known
-    token = next((os.environ[name] for name in HUB_TOKEN_ENV if os.environ.get(name)), None)
-    offline = os.environ.get(HUB_OFFLINE_ENV, "").lower() in ("1", "true", "yes", "on")
-    if token is None or offline:
+    found = quantization_from_id(hf_id)
+    if found is None:
         return None
-    return fetch_from_hub(hf_id, token)
+    dtype, base_id = found
+    base = CATALOG.get(base_id.lower()) or next(
+        (m for m in CATALOG.values() if m.hf_id.split("/")[-1].lower() == base_id.split("/")[-1].lower()), None
+    )
+    if base is None or not base.unquantized_params_b:
+        return None
+    return dataclasses.replace(base, hf_id=hf_id, dtype=dtype, quantization="model id", source=f"catalog ({base.hf_id}, {dtype} by its id)")
+
+
+def hub_token(environ: Mapping[str, str] | None = None) -> str | None:
+    """HF_TOKEN (or HUGGING_FACE_HUB_TOKEN), else the token file huggingface_hub writes
+    (HF_TOKEN_PATH, or $HF_HOME/token, ~/.cache/huggingface/token)."""
+    env = os.environ if environ is None else environ
+    token = next((env[name].strip() for name in HUB_TOKEN_ENV if env.get(name, "").strip()), None)
+    if token:
+        return token
+    home = env.get("HF_HOME") or os.path.join(env.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "huggingface")
+    path = env.get("HF_TOKEN_PATH") or os.path.join(home, "token")
+    try:
+        with open(path, encoding="utf-8") as handle:
+            return handle.read().strip() or None
+    except OSError:
+        return None
+
+
+def hub_offline(environ: Mapping[str, str] | None = None) -> bool:
+    env = os.environ if environ is None else environ
+    return env.get(HUB_OFFLINE_ENV, "").lower() in ("1", "true", "yes", "on")
+
+
+def download_config_json(hf_id: str, token: str | None, transport: httpx.BaseTransport | None = None) -> dict[str, Any]:
+    """config.json from the Hub, for `recommend --from-hub` only: huggingface_hub's download when
+    that package is installed, else one HTTPS GET. Raises ValueError with the reason."""
+    if hub_offline():
+        raise ValueError(f"{HUB_OFFLINE_ENV} is set: the Hub is off limits")
+    if transport is None:
+        try:
+            from huggingface_hub import hf_hub_download  # type: ignore[import-not-found,unused-ignore]
+        except ImportError:
+            pass
+        else:
+            try:
+                with open(hf_hub_download(hf_id, "config.json", token=token), encoding="utf-8") as handle:
+                    loaded = json.load(handle)
+            except Exception as err:  # huggingface_hub's errors vary by version
+                raise ValueError(f"huggingface_hub could not fetch {hf_id}/config.json: {err}") from None
+            if not isinstance(loaded, dict):
+                raise ValueError("config.json must hold a JSON object")
+            return loaded
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    try:
+        with httpx.Client(timeout=HUB_TIMEOUT_SECONDS, transport=transport, follow_redirects=True) as client:
+            response = client.get(HUB_CONFIG_URL.format(hf_id=hf_id), headers=headers)
+            response.raise_for_status()
+            data = response.json()
+    except httpx.HTTPStatusError as err:
+        raise ValueError(f"the Hub answered {err.response.status_code} for {hf_id}/config.json (gated, private or misspelt?)") from None
+    except (httpx.HTTPError, ValueError) as err:
+        raise ValueError(f"could not read {hf_id}/config.json from the Hub: {err}") from None
+    if not isinstance(data, dict):
+        raise ValueError("config.json must hold a JSON object")
+    return data
 
 
 def fetch_from_hub(hf_id: str, token: str, transport: httpx.BaseTransport | None = None) -> ModelArch | None:
-    """The model's config.json from the Hub, or None on any failure: sizing then treats the model
-    as unknown and asks for `topology` or `architecture`, which is the safe outcome."""
+    """The model's facts from its config.json on the Hub, or None on any failure."""
     try:
-        with httpx.Client(timeout=HUB_TIMEOUT_SECONDS, transport=transport, follow_redirects=True) as client:
-            response = client.get(HUB_CONFIG_URL.format(hf_id=hf_id), headers={"Authorization": f"Bearer {token}"})
-            response.raise_for_status()
-            data = response.json()
-        return parse_config_json("hub", hf_id, data, origin=hf_id, source="hub")
-    except (httpx.HTTPError, ValueError, ConfigError):
+        return parse_config_json("hub", hf_id, download_config_json(hf_id, token, transport), origin=hf_id, source="hub")
+    except (ValueError, ConfigError):
         return None
 
 
@@ -257,7 +399,18 @@ MODEL_TYPE_DEFAULTS: Mapping[str, Mapping[str, Any]] = {
 # Decoders whose weights are exactly: embeddings (tied or not), then per layer q/k/v/o
 # projections and a gated MLP (3 matrices) or a set of such experts. Norms and biases are left
 # out: under 0.1% of any of these models.
-DERIVABLE_MODEL_TYPES = ("llama", "mistral", "mixtral", "qwen2", "qwen3", "qwen3_moe", "gemma", "gemma2", "gemma3_text")
+DERIVABLE_MODEL_TYPES = (
+    "llama",
+    "mistral",
+    "mixtral",
+    "qwen2",
+    "qwen2_5_vl",
+    "qwen3",
+    "qwen3_moe",
+    "gemma",
+    "gemma2",
+    "gemma3_text",
+)
 # Attention kinds whose KV cache is 2 x kv_heads x head_dim per token and layer (sliding-window
 # layers are counted at full length: an upper bound, since the window caps their cache).
 STANDARD_ATTENTION = ("full_attention", "sliding_attention")
@@ -318,9 +471,7 @@ def parse_config_json(
     if odd:
         raise fields.fail(f"{fields.prefix}layer_types has {odd[0]}, whose cache sizing does not model")
     quantization = fields.values.get("quantization_config") or data.get("quantization_config")
-    if quantization is not None:
-        method = quantization.get("quant_method") if isinstance(quantization, Mapping) else quantization
-        raise fields.fail(f"quantized checkpoint ({method}): state its dtype")
+    quantized = None if quantization is None else weight_dtype_of(fields, quantization)
 
     for_kv = "for the KV cache"
     heads = fields.count("num_attention_heads", for_kv)
@@ -329,6 +480,9 @@ def parse_config_json(
     layers = fields.count("num_hidden_layers", for_kv)
     if heads % kv_heads:
         raise fields.fail(f"{fields.prefix}num_key_value_heads ({kv_heads}) does not divide num_attention_heads ({heads})")
+    global_layers, global_kv_heads, global_head_dim = _global_attention(fields, layers, kv_heads, head_dim)
+    embeddings = _embedding_params(fields)
+    vision = 0
     if params_b is None:
         if model_type not in DERIVABLE_MODEL_TYPES:
             raise ConfigError(
@@ -338,22 +492,27 @@ def parse_config_json(
                 f"(derivable: {', '.join(DERIVABLE_MODEL_TYPES)}); state it: paramsBillions under `architecture:`, or recommend --params-b",
             )
         total = _derive_params(fields, layers, heads, kv_heads, head_dim)
-        if nested:
-            vision = data.get("vision_config")
-            if data.get("model_type") != "gemma3" or not isinstance(vision, Mapping):
+        vision_config = data.get("vision_config")
+        if nested or isinstance(vision_config, Mapping):
+            text_hidden = fields.count("hidden_size", "to count parameters")
+            if data.get("model_type") == "gemma3" and isinstance(vision_config, Mapping):
+                vision = _siglip_params(_Fields(key, origin, "vision_config.", vision_config), text_hidden)
+            elif data.get("model_type") == "qwen2_5_vl" and isinstance(vision_config, Mapping):
+                vision = _qwen25_vision_params(_Fields(key, origin, "vision_config.", vision_config), text_hidden)
+            else:
                 raise ConfigError(
                     key,
                     origin,
                     f"the encoders of multimodal model_type {data.get('model_type')} are not derivable; state the total "
                     "parameter count: paramsBillions under `architecture:`, or recommend --params-b",
                 )
-            total += _siglip_params(_Fields(key, origin, "vision_config.", vision), fields.count("hidden_size", "to count parameters"))
-        params_b = total / 1e9
+        params_b = (total + vision) / 1e9
     stated = fields.values.get("torch_dtype") or fields.values.get("dtype") or data.get("torch_dtype") or data.get("dtype")
-    dtype = _dtype(stated or "bfloat16")
+    dtype = quantized or _dtype(stated or "bfloat16")
     if dtype is None:
         raise ConfigError(key, origin, f"torch_dtype is {stated!r}; {DTYPE_CHOICES}")
     max_context = fields.values.get("max_position_embeddings")
+    method = quantization.get("quant_method") if isinstance(quantization, Mapping) else None
     return ModelArch(
         hf_id=hf_id,
         params_b=params_b,
@@ -364,7 +523,68 @@ def parse_config_json(
         dtype=dtype,
         max_context=max_context if isinstance(max_context, int) and max_context > 0 else None,
         source=source,
+        unquantized_params_b=(embeddings + vision) / 1e9,
+        global_layers=global_layers,
+        global_kv_heads=global_kv_heads,
+        global_head_dim=global_head_dim,
+        quantization=None if quantized is None else str(method or "quantization_config"),
     )
+
+
+def weight_dtype_of(fields: _Fields, quantization: Any) -> str:
+    """The stored width of the weights a quantization_config describes: fp8 / fbgemm_fp8 (8-bit
+    floats), compressed-tensors (its config_groups' weights: num_bits and type), awq / gptq
+    (bits), mxfp4 (gpt-oss). Anything else is refused rather than guessed."""
+    if not isinstance(quantization, Mapping):
+        raise fields.fail(f"quantization_config is {quantization!r}, not a mapping")
+    method = str(quantization.get("quant_method") or "").lower()
+    if method in ("fp8", "fbgemm_fp8"):
+        return "float8"
+    if method == "mxfp4":
+        return "mxfp4"
+    if method in ("awq", "gptq", "awq_marlin", "gptq_marlin"):
+        bits = quantization.get("bits") or quantization.get("w_bit")
+        if bits in (4, 8):
+            return "int4" if bits == 4 else "int8"
+        raise fields.fail(f"quantization_config ({method}) has bits {bits!r}; 4 or 8 are modelled")
+    if method == "compressed-tensors":
+        groups = quantization.get("config_groups")
+        found: set[tuple[Any, str]] = set()
+        for group in groups.values() if isinstance(groups, Mapping) else ():
+            weights = group.get("weights") if isinstance(group, Mapping) else None
+            if isinstance(weights, Mapping):
+                found.add((weights.get("num_bits"), str(weights.get("type", "int"))))
+        widths: dict[tuple[Any, str], str] = {(8, "float"): "float8", (8, "int"): "int8", (4, "int"): "int4"}
+        if len(found) == 1 and next(iter(found)) in widths:
+            return widths[next(iter(found))]
+        raise fields.fail(f"compressed-tensors weights {sorted(found, key=str)} are not one of 8-bit float, 8-bit or 4-bit int")
+    raise fields.fail(f"quantized checkpoint ({method or 'unknown method'}) whose weight width is not modelled")
+
+
+def _embedding_params(fields: _Fields) -> int:
+    """Input embeddings and output head, which quantized checkpoints keep in 16 bits."""
+    hidden, vocab = fields.values.get("hidden_size"), fields.values.get("vocab_size")
+    if not isinstance(hidden, int) or not isinstance(vocab, int):
+        return 0
+    return vocab * hidden * (1 if fields.values.get("tie_word_embeddings", True) else 2)
+
+
+def _global_attention(fields: _Fields, layers: int, kv_heads: int, head_dim: int) -> tuple[int, int, int]:
+    """Gemma 4's full-attention layers cache global_head_dim-wide heads, and with attention_k_eq_v
+    only num_global_key_value_heads of them (tpu-inference utils.get_layer_kv_params)."""
+    wide = fields.values.get("global_head_dim")
+    if wide is None:
+        return 0, 0, 0
+    kinds = fields.values.get("layer_types")
+    if not isinstance(kinds, list) or len(kinds) != layers:
+        raise fields.fail(f"{fields.prefix}global_head_dim without a layer_types list of {layers} entries")
+    full = sum(1 for kind in kinds if kind == "full_attention")
+    heads = kv_heads
+    if fields.values.get("attention_k_eq_v"):
+        heads = fields.values.get("num_global_key_value_heads") or kv_heads
+    if not isinstance(heads, int) or not isinstance(wide, int) or heads < 1 or wide < 1:
+        raise fields.fail(f"{fields.prefix}global_head_dim / num_global_key_value_heads are not positive whole numbers")
+    return (full, heads, wide) if full else (0, 0, 0)
 
 
 def _derive_params(fields: _Fields, layers: int, heads: int, kv_heads: int, head_dim: int) -> int:
@@ -384,6 +604,31 @@ def _derive_params(fields: _Fields, layers: int, heads: int, kv_heads: int, head
     dense_layers = len(fields.values.get("mlp_only_layers") or ())
     dense_mlp = 3 * hidden * fields.count("intermediate_size", purpose) if dense_layers else 0
     return embeddings + layers * attention + dense_layers * dense_mlp + (layers - dense_layers) * moe_mlp
+
+
+# transformers' Qwen2_5_VLVisionConfig defaults, for the fields Qwen2.5-VL configs leave out.
+QWEN25_VISION_DEFAULTS: Mapping[str, int] = {
+    "depth": 32,
+    "intermediate_size": 3420,
+    "in_chans": 3,
+    "patch_size": 14,
+    "temporal_patch_size": 2,
+    "spatial_merge_size": 2,
+}
+
+
+def _qwen25_vision_params(vision: _Fields, text_hidden: int) -> int:
+    """Qwen2.5-VL's vision tower: a 3D patch embedding, `depth` blocks (qkv and output projections
+    with biases, a gated MLP with biases, two RMSNorms) and the merger MLP into the text model."""
+    values = {**QWEN25_VISION_DEFAULTS, **vision.values}
+    hidden = vision.count("hidden_size", "to count the vision tower's parameters")
+    inner, depth = values["intermediate_size"], values["depth"]
+    patch = values.get("spatial_patch_size") or values["patch_size"]
+    block = 4 * hidden * hidden + 4 * hidden + 3 * hidden * inner + 2 * inner + hidden + 2 * hidden
+    embed = values["in_chans"] * values["temporal_patch_size"] * patch * patch * hidden
+    merged = hidden * values["spatial_merge_size"] ** 2
+    merger = hidden + merged * merged + merged + merged * text_hidden + text_hidden
+    return depth * block + embed + merger
 
 
 def _siglip_params(vision: _Fields, text_hidden: int) -> int:

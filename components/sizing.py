@@ -1,7 +1,8 @@
 """Choosing a TPU slice for a model: the HBM arithmetic and the rules on top of it.
 
-On a slice of N chips vLLM runs tensor parallel N and may use memory_utilization of the HBM for
-weights, KV cache and working memory. A slice fits when, after the weights and the overhead
+On a slice of N chips vLLM runs tensor parallel N x devices_per_chip (JAX devices: a tpu7x chip
+has two TensorCores, each its own device; facts.Generation) and may use memory_utilization of the
+HBM for weights, KV cache and working memory. A slice fits when, after the weights and the overhead
 below, the KV cache still holds MIN_KV_SEQUENCES sequences of max_model_len tokens (or
 `concurrency` of them, when fewer are asked for). "auto" takes the cheapest fitting slice:
 fewest chips (TPU prices are per chip-hour within a generation), one VM before several.
@@ -14,10 +15,13 @@ from dataclasses import dataclass
 
 from components import facts
 from components.errors import ConfigError
-from components.models import ModelArch
+from components.models import KV_CACHE_DTYPE_BYTES, ModelArch
 
-# tpu-inference's KV cache is bfloat16 (DEFAULT_KV_CACHE_DTYPE), whatever the weights are.
+# tpu-inference's KV cache is bfloat16 (DEFAULT_KV_CACHE_DTYPE), whatever the weights are, unless
+# vLLM's --kv-cache-dtype asks for fp8 (kvCacheDtype / recommend --kv-cache-dtype).
 KV_CACHE_BYTES_PER_VALUE = 2
+DEFAULT_KV_CACHE_DTYPE = "auto"
+KV_CACHE_DTYPES = tuple(KV_CACHE_DTYPE_BYTES)
 # tpu-inference pads head_dim to a multiple of 128 in the KV cache, except 64, which has its own
 # kernel (padding_utils.get_padded_head_dim).
 KV_HEAD_DIM_ALIGNMENT = 128
@@ -60,22 +64,28 @@ def _pow2_at_least(n: int) -> int:
 
 
 def tp_problem(arch: ModelArch, tp: int) -> str | None:
-    """Why vLLM cannot shard this model's attention over tp chips, or None when it can: query heads
-    split evenly, and KV heads either split evenly or are replicated a whole number of times."""
+    """Why vLLM cannot shard this model's attention over tp devices, or None when it can: query
+    heads split evenly, and KV heads either split evenly or are replicated a whole number of times."""
     if arch.attention_heads % tp:
         return f"tensor parallel {tp} does not divide {arch.attention_heads} attention heads"
-    if arch.kv_heads % tp and tp % arch.kv_heads:
-        return f"tensor parallel {tp} and {arch.kv_heads} KV heads: neither divides the other"
+    for _, kv_heads, _ in arch.kv_groups:
+        if kv_heads % tp and tp % kv_heads:
+            return f"tensor parallel {tp} and {kv_heads} KV heads: neither divides the other"
     return None
 
 
-def kv_bytes_per_token(arch: ModelArch, tp: int) -> int:
-    """K and V for every layer. When tp exceeds the KV heads each chip keeps a copy of its head, so
-    the slice holds tp heads' worth (tpu-inference get_num_kv_heads_by_tp)."""
-    head_dim = arch.head_dim
-    if head_dim != KV_HEAD_DIM_UNPADDED:
-        head_dim = -(-head_dim // KV_HEAD_DIM_ALIGNMENT) * KV_HEAD_DIM_ALIGNMENT
-    return 2 * arch.layers * max(arch.kv_heads, tp) * head_dim * KV_CACHE_BYTES_PER_VALUE
+def _padded_head_dim(head_dim: int) -> int:
+    if head_dim == KV_HEAD_DIM_UNPADDED:
+        return head_dim
+    return -(-head_dim // KV_HEAD_DIM_ALIGNMENT) * KV_HEAD_DIM_ALIGNMENT
+
+
+def kv_bytes_per_token(arch: ModelArch, tp: int, kv_cache_dtype: str = DEFAULT_KV_CACHE_DTYPE) -> int:
+    """K and V for every layer (each kind of layer with its own heads and width). When tp exceeds
+    the KV heads each device keeps a copy of its head, so the slice holds tp heads' worth
+    (tpu-inference get_num_kv_heads_by_tp). Sliding-window layers count at full length."""
+    per_value = KV_CACHE_DTYPE_BYTES[kv_cache_dtype]
+    return sum(2 * layers * max(kv_heads, tp) * _padded_head_dim(head_dim) * per_value for layers, kv_heads, head_dim in arch.kv_groups)
 
 
 def default_max_num_seqs(concurrency: int) -> int:
@@ -94,10 +104,12 @@ class Sizing:
     max_model_len: int
     concurrency: int
     memory_utilization: float
+    kv_cache_dtype: str = DEFAULT_KV_CACHE_DTYPE
 
     @property
     def tensor_parallel_size(self) -> int:
-        return self.slice.chips
+        """Devices, not chips: vLLM shards over every JAX device of the slice."""
+        return self.slice.chips * self.generation.devices_per_chip
 
     @property
     def hbm_bytes(self) -> int:
@@ -117,7 +129,7 @@ class Sizing:
 
     @property
     def kv_bytes_per_token(self) -> int:
-        return kv_bytes_per_token(self.arch, self.tensor_parallel_size)
+        return kv_bytes_per_token(self.arch, self.tensor_parallel_size, self.kv_cache_dtype)
 
     @property
     def kv_bytes_per_sequence(self) -> int:
@@ -216,11 +228,16 @@ class Resolution:
 
 
 def candidates(
-    arch: ModelArch, generation: facts.Generation, max_model_len: int, concurrency: int, memory_utilization: float
+    arch: ModelArch,
+    generation: facts.Generation,
+    max_model_len: int,
+    concurrency: int,
+    memory_utilization: float,
+    kv_cache_dtype: str = DEFAULT_KV_CACHE_DTYPE,
 ) -> tuple[Sizing, ...]:
     """Every slice of the generation, cheapest first (fewest chips, then fewest VMs)."""
     slices = sorted(generation.slices, key=lambda s: (s.chips, s.vms))
-    return tuple(Sizing(arch, generation, s, max_model_len, concurrency, memory_utilization) for s in slices)
+    return tuple(Sizing(arch, generation, s, max_model_len, concurrency, memory_utilization, kv_cache_dtype) for s in slices)
 
 
 def choose(sizings: Iterable[Sizing], allow_multi_host: bool) -> Sizing | None:
@@ -248,6 +265,7 @@ def resolve(
     concurrency: int,
     memory_utilization: float,
     allow_multi_host: bool,
+    kv_cache_dtype: str = DEFAULT_KV_CACHE_DTYPE,
 ) -> Resolution:
     """The slice for a model and the serving limits that go with it, or a ConfigError that says
     which key to change. `key` is the topology's config key."""
@@ -268,7 +286,7 @@ def resolve(
             )
         pool = [
             s
-            for s in candidates(arch, generation, max_model_len, concurrency, memory_utilization)
+            for s in candidates(arch, generation, max_model_len, concurrency, memory_utilization, kv_cache_dtype)
             if machine_type is None or s.slice.machine_type == machine_type
         ]
         chosen = choose(pool, allow_multi_host)
@@ -297,9 +315,9 @@ def resolve(
     chosen_slice = min(slices, key=lambda s: s.vms)
     if arch is None:
         return Resolution(chosen_slice, MAX_NUM_BATCHED_TOKENS, default_max_num_seqs(concurrency), None)
-    sizing = Sizing(arch, generation, chosen_slice, max_model_len, concurrency, memory_utilization)
+    sizing = Sizing(arch, generation, chosen_slice, max_model_len, concurrency, memory_utilization, kv_cache_dtype)
     if not sizing.fits:
-        better = choose(candidates(arch, generation, max_model_len, concurrency, memory_utilization), allow_multi_host)
+        better = choose(candidates(arch, generation, max_model_len, concurrency, memory_utilization, kv_cache_dtype), allow_multi_host)
         advice = f"the smallest {generation.name} slice that fits is {better.where}" if better else f"no {generation.name} slice fits"
         problem = "cannot shard" if sizing.heads_problem else "too small for"
         raise ConfigError(key, topology, f"{problem} {arch.hf_id}: {sizing.why_not}; {advice}")

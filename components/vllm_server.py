@@ -52,6 +52,8 @@ def serving_args(model: ModelConfig) -> list[str]:
         f"--gpu-memory-utilization={model.gpu_memory_utilization}",
         f"--download-dir={DATA_DIR}/models",
     ]
+    if model.kv_cache_dtype != "auto":
+        args.append(f"--kv-cache-dtype={model.kv_cache_dtype}")
     if model.shutdown_timeout_seconds:
         args.append(f"--shutdown-timeout={model.shutdown_timeout_seconds}")
     return args

@@ -1,15 +1,18 @@
 """Command line: ``python -m loadtest --url http://HOST:PORT [options]``.
 
-Exit codes: 0 the run completed and some request succeeded; 1 the run was cut by the
-whole-run cap, no request succeeded, or the model could not be discovered; 2 bad usage
-(including a missing or non-http(s) ``--url``); 130 interrupted with Ctrl-C.
+Exit codes: 0 the run completed and some request succeeded (and, with ``--write-stack``, the
+stack file was updated); 1 the run was cut by the whole-run cap, no request succeeded, the
+server was unreachable, the model could not be discovered, or ``--write-stack`` refused to edit
+the file; 2 bad usage (including a missing or non-http(s) ``--url``); 130 interrupted with Ctrl-C.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
+import math
 import os
 import sys
 from collections.abc import Mapping, Sequence
@@ -19,13 +22,15 @@ from typing import Any, NoReturn
 
 import httpx
 from rich.console import Console
+from rich.markup import escape
 
 from loadtest.client import Target
-from loadtest.knee import DEFAULT_KNEE_FACTOR, find_knee, recommend
+from loadtest.knee import DEFAULT_MIN_GAIN, STACK_METRICS, WAITING, Knee, Recommendation, Slo, find_knee, recommend
 from loadtest.plot import write_plot
 from loadtest.prompts import BUILTIN_PROMPTS, PromptFileError, load_prompts
 from loadtest.report import RichProgress, print_report, run_to_json
-from loadtest.runner import DiscoveryError, RunConfig, run
+from loadtest.runner import DiscoveryError, RunConfig, RunOutcome, UnreachableError, run
+from loadtest.stackfile import StackEdit, StackEditError, plan_edit, precheck, stack_path, write_edit
 
 API_KEY_ENV = "VLLM_API_KEY"
 PROG = "loadtest"
@@ -88,11 +93,33 @@ def build_parser() -> _Parser:
         help="seconds between /metrics polls (default: %(default)s)",
     )
     parser.add_argument(
-        "--knee-factor",
+        "--min-gain",
         type=float,
-        default=DEFAULT_KNEE_FACTOR,
-        help="a step is past the knee when its p90 end-to-end latency exceeds this multiple of the "
-        "lowest-concurrency step's (default: %(default)s)",
+        default=DEFAULT_MIN_GAIN,
+        help="throughput has stopped growing when ln(T2/T1)/ln(c2/c1) between two steps falls below this (default: %(default)s)",
+    )
+    parser.add_argument("--ttft-p90", metavar="TIME", help="SLO: p90 time to first token, e.g. 500ms or 0.5 (seconds)")
+    parser.add_argument("--e2e-p90", metavar="TIME", help="SLO: p90 end-to-end latency, e.g. 20s or 20 (seconds)")
+    parser.add_argument(
+        "--metric",
+        choices=STACK_METRICS,
+        help="autoscalingMetric to recommend a target for (default: the stack model's, else num_requests_waiting)",
+    )
+    parser.add_argument(
+        "--write-stack",
+        metavar="STACK",
+        help="write autoscalingMetric/autoscalingTarget for the model into Pulumi.STACK.yaml and print the diff",
+    )
+    parser.add_argument(
+        "--stack-dir",
+        type=Path,
+        default=Path(),
+        help="directory holding Pulumi.STACK.yaml (default: the current one)",
+    )
+    parser.add_argument(
+        "--stack-model",
+        metavar="NAME",
+        help="the stack's model name to write (default: the entry whose name or hfId is the served model)",
     )
     parser.add_argument(
         "--json",
@@ -162,11 +189,34 @@ def read_api_key(path: Path | None, environ: Mapping[str, str]) -> str | None:
     return key
 
 
+def parse_seconds(raw: str | None, option: str) -> float | None:
+    """``500ms``, ``0.5s`` or ``0.5`` (seconds) -> 0.5; ``None`` or empty -> ``None``."""
+    if raw is None or not raw.strip():
+        return None
+    text = raw.strip().lower()
+    scale = 1.0
+    if text.endswith("ms"):
+        text, scale = text[:-2], 0.001
+    elif text.endswith("s"):
+        text = text[:-1]
+    try:
+        value = float(text) * scale
+    except ValueError as exc:
+        raise UsageError(f"{option} must be a time such as 500ms, 2s or 0.5 (seconds)") from exc
+    if not (value > 0 and math.isfinite(value)):
+        raise UsageError(f"{option} must be > 0")
+    return value
+
+
 @dataclass(frozen=True)
 class Settings:
     run: RunConfig
     api_key: str | None = field(repr=False)
-    knee_factor: float
+    min_gain: float
+    slo: Slo
+    metric: str | None
+    stack_file: Path | None
+    stack_model: str | None
     json_target: str | None
     plot: Path | None
     prompt_source: str
@@ -187,7 +237,10 @@ class Settings:
             "prompts": {"source": self.prompt_source, "count": len(run.prompts)},
             "metrics_url": run.metrics_url,
             "metrics_interval_s": run.metrics_interval_s,
-            "knee_factor": self.knee_factor,
+            "min_gain": self.min_gain,
+            "slo": {"ttft_p90_s": self.slo.ttft_p90_s, "e2e_p90_s": self.slo.e2e_p90_s},
+            "metric": self.metric,
+            "stack_file": None if self.stack_file is None else str(self.stack_file),
             "api_key": self.api_key is not None,
         }
 
@@ -214,8 +267,16 @@ def settings_from_args(args: argparse.Namespace, environ: Mapping[str, str]) -> 
         raise UsageError("--max-requests must be >= 1")
     if args.max_tokens < 1:
         raise UsageError("--max-tokens must be >= 1")
-    if not args.knee_factor > 1:
-        raise UsageError("--knee-factor must be > 1")
+    if not 0 < args.min_gain < 1:
+        raise UsageError("--min-gain must be between 0 and 1")
+    stack_file = None
+    if args.write_stack:
+        try:
+            stack_file = stack_path(args.write_stack, args.stack_dir)
+        except StackEditError as exc:
+            raise UsageError(str(exc)) from exc
+    elif args.stack_model:
+        raise UsageError("--stack-model needs --write-stack")
     if args.prompts is not None:
         try:
             prompts = load_prompts(args.prompts)
@@ -244,7 +305,11 @@ def settings_from_args(args: argparse.Namespace, environ: Mapping[str, str]) -> 
             prompts=prompts,
         ),
         api_key=read_api_key(args.api_key_file, environ),
-        knee_factor=args.knee_factor,
+        min_gain=args.min_gain,
+        slo=Slo(parse_seconds(args.ttft_p90, "--ttft-p90"), parse_seconds(args.e2e_p90, "--e2e-p90")),
+        metric=args.metric,
+        stack_file=stack_file,
+        stack_model=args.stack_model,
         json_target=args.json,
         plot=Path(args.plot) if args.plot else None,
         prompt_source=prompt_source,
@@ -263,6 +328,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     except UsageError as exc:
         print(f"{PROG}: error: {exc}", file=sys.stderr)
         return 2
+    metric = settings.metric
+    if settings.stack_file is not None:
+        # Refuse now what would be refused after minutes of load.
+        try:
+            current = precheck(settings.stack_file, [settings.run.target.model] if settings.run.target.model else [], settings.stack_model)
+        except StackEditError as exc:
+            print(f"{PROG}: error: {exc}", file=sys.stderr)
+            return 1
+        metric = metric or (current if current in STACK_METRICS else None)
     headers = {"Authorization": f"Bearer {settings.api_key}"} if settings.api_key else {}
     json_to_stdout = settings.json_target == "-"
     # With JSON on stdout, the human report moves to stderr so stdout stays parseable.
@@ -270,26 +344,78 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         with RichProgress(Console(stderr=True)) as progress:
             outcome = asyncio.run(run(settings.run, headers, progress))
+    except UnreachableError as exc:
+        print(f"{PROG}: error: {exc}", file=sys.stderr)
+        return 1
     except DiscoveryError as exc:
         print(f"{PROG}: error: {exc}; pass --model", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print(f"{PROG}: interrupted", file=sys.stderr)
         return 130
-    knee = find_knee(outcome.steps, settings.knee_factor)
-    recommendation = recommend(outcome.steps, knee)
+    if metric is None and settings.stack_file is not None and outcome.model:
+        # Keep the metric the stack already uses for this model (the write reports a missing model).
+        with contextlib.suppress(StackEditError):
+            current = precheck(settings.stack_file, [outcome.model], settings.stack_model)
+            metric = current if current in STACK_METRICS else None
+    knee = find_knee(outcome.steps, settings.slo, settings.min_gain)
+    recommendation = recommend(outcome.steps, knee, metric or WAITING)
     plot = None
     if settings.plot is not None and outcome.steps:
         write_plot(outcome.steps, recommendation, settings.plot)
         plot = str(settings.plot)
     print_report(console, outcome, knee, recommendation, plot)
+    stack_ok, stack_json = True, None
+    if settings.stack_file is not None:
+        stack_ok, stack_json = _write_stack(console, settings, outcome, knee, recommendation)
     if settings.json_target is not None:
-        text = json.dumps(run_to_json(settings.describe(), outcome, knee, recommendation, plot), indent=2)
+        report = run_to_json(settings.describe(), outcome, knee, recommendation, plot)
+        report["stack_edit"] = stack_json
+        text = json.dumps(report, indent=2)
         if json_to_stdout:
             sys.stdout.write(text + "\n")
         else:
             json_path = Path(settings.json_target)
             json_path.parent.mkdir(parents=True, exist_ok=True)
             json_path.write_text(text + "\n", encoding="utf-8")
+    if outcome.unreachable:
+        print(f"{PROG}: error: {outcome.stopped}", file=sys.stderr)
     succeeded = any(step.ok for step in outcome.steps)
-    return 0 if outcome.aborted is None and succeeded else 1
+    return 0 if outcome.aborted is None and succeeded and stack_ok else 1
+
+
+def _write_stack(
+    console: Console, settings: Settings, outcome: RunOutcome, knee: Knee, recommendation: Recommendation
+) -> tuple[bool, dict[str, Any]]:
+    """Edit the stack file when the run gives a target to write; (success, JSON summary)."""
+    assert settings.stack_file is not None
+    summary: dict[str, Any] = {"path": str(settings.stack_file), "written": False, "model": None, "diff": None, "refused": None}
+    target = recommendation.target_average_value
+    why = None
+    if outcome.aborted is not None:
+        why = f"the run was cut short ({outcome.aborted})"
+    elif not knee.found and knee.concurrency is not None:
+        why = f"no knee within the tested steps ({knee.reason}); rerun with higher concurrency"
+    elif target is None:
+        why = recommendation.note
+    edit: StackEdit | None = None
+    if why is None and target is not None:
+        try:
+            served = [outcome.model] if outcome.model else []
+            edit = plan_edit(settings.stack_file, served, recommendation.stack_metric, target, settings.stack_model)
+            write_edit(edit)
+        except (StackEditError, OSError) as exc:
+            why = str(exc)
+    if edit is None or why is not None:
+        summary["refused"] = why
+        console.print(f"[bold red]Not writing {escape(str(settings.stack_file))}:[/] {escape(str(why))}", soft_wrap=True)
+        return False, summary
+    summary.update(written=edit.changed, model=edit.model, diff=edit.diff)
+    if not edit.changed:
+        console.print(f"{escape(str(edit.path))}: model {escape(edit.model)} already has these values; unchanged")
+    else:
+        console.print(f"Wrote {escape(str(edit.path))} (model {escape(edit.model)}):")
+        console.print(edit.diff.rstrip("\n"), soft_wrap=True, highlight=False, markup=False)
+    if edit.max_replicas is not None and edit.max_replicas <= 1:
+        console.print(f"Note: maxReplicas is {edit.max_replicas} for {escape(edit.model)}, so no HPA reads this target until it is raised.")
+    return True, summary

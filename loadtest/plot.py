@@ -60,7 +60,7 @@ def write_plot(steps: Sequence[StepResult], recommendation: Recommendation, path
     if recommendation.knee_concurrency is not None:
         title = f"Knee at concurrency {recommendation.knee_concurrency}"
         if recommendation.target_average_value is not None:
-            title += f": HPA target {recommendation.target_average_value} waiting requests per pod"
+            title += f": HPA target {recommendation.stack_metric} {recommendation.target_average_value:g} per pod"
         for axis in (throughput, latency):
             axis.axvline(recommendation.knee_concurrency, color="tab:red", linestyle="--", linewidth=1, label="knee")
     latency.legend(loc="upper left")

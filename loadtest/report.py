@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import asdict
 from types import TracebackType
@@ -55,11 +56,22 @@ def run_to_json(
         "config": {**config, "model": outcome.model},
         "completed": outcome.aborted is None,
         "aborted": outcome.aborted,
+        "stopped": outcome.stopped,
         "steps": [step_to_json(step) for step in outcome.steps],
-        "knee": asdict(knee),
+        "knee": _knee_json(knee),
         "recommendation": asdict(recommendation),
         "plot": plot,
     }
+
+
+def _knee_json(knee: Knee) -> dict[str, Any]:
+    data = asdict(knee)
+    for gain in data["gains"]:
+        # A step with no throughput has a gain of -inf, which JSON cannot hold.
+        if not math.isfinite(gain["gain"]):
+            gain["gain"] = None
+    data["found"] = knee.found
+    return data
 
 
 def _ms(value: float | None) -> str:
@@ -124,16 +136,27 @@ def print_report(console: Console, outcome: RunOutcome, knee: Knee, recommendati
     kv_names = sorted({s.server.kv_cache_metric for s in outcome.steps if s.server.kv_cache_metric})
     console.print(f"KV-cache metric: {', '.join(kv_names) or 'not exposed'}")
     if outcome.aborted:
-        console.print(f"[bold red]Run incomplete:[/] {outcome.aborted}")
-    console.print(f"Knee: {knee.reason}")
+        console.print(f"[bold red]Run incomplete:[/] {escape(outcome.aborted)}")
+    if outcome.stopped:
+        console.print(f"[bold red]Stopped early:[/] {escape(outcome.stopped)}")
+    # The "Knee:" line and the recommendation name the same step (recommend() reads knee.concurrency).
+    console.print(f"Knee: {escape(knee.reason)}")
+    console.print(f"  throughput: {escape(knee.throughput_signal)}")
+    console.print(f"  latency: {escape(knee.latency_signal)}")
+    if knee.errors_signal:
+        console.print(f"  errors: {escape(knee.errors_signal)}")
     if recommendation.target_average_value is None:
-        console.print(f"[bold yellow]No HPA recommendation:[/] {recommendation.note}")
+        console.print(f"[bold yellow]No HPA recommendation:[/] {escape(recommendation.note)}")
     else:
+        observed = recommendation.observed_at_knee
+        shown = f"{observed:.2f}" if recommendation.stack_metric == "num_requests_waiting" else f"{observed:.0%}"
         console.print(
-            f"[bold green]HPA recommendation:[/] metric {recommendation.metric}, type AverageValue, "
-            f"averageValue {recommendation.target_average_value} "
-            f"(average waiting {recommendation.waiting_at_knee:.2f} at the knee; {recommendation.note})"
+            f"[bold green]HPA recommendation:[/] autoscalingMetric {recommendation.stack_metric}, "
+            f"autoscalingTarget {recommendation.target_average_value:g} (metric {recommendation.metric}, type AverageValue; "
+            f"average {shown} at concurrency {recommendation.knee_concurrency}, the knee)"
         )
+        if recommendation.note:
+            console.print(f"[bold yellow]Note:[/] {escape(recommendation.note)}")
     if plot:
         console.print(f"Plot written to {plot}")
 

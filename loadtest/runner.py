@@ -12,11 +12,14 @@ from typing import Protocol
 
 import httpx
 
-from loadtest.client import RequestResult, Target, send_request
+from loadtest.client import CONNECTION, RequestResult, Target, send_request
 from loadtest.servermetrics import MetricsLog, ServerSample, poll_metrics
 from loadtest.stats import StepResult, summarize_step
 
 PROGRESS_INTERVAL_S = 0.25
+# A step ends early once this many requests (at least; 2 per worker at higher concurrency)
+# finished and none succeeded: a dead port fails thousands of requests a second otherwise.
+FAIL_FAST_REQUESTS = 10
 
 
 @dataclass(frozen=True)
@@ -64,13 +67,26 @@ class ProgressSink(Protocol):
 
 @dataclass(frozen=True)
 class RunOutcome:
+    """``aborted``: the whole-run cap cut the run. ``stopped``: later steps were skipped because
+    every request of a step failed (``unreachable`` when all of them failed to connect)."""
+
     model: str | None
     steps: tuple[StepResult, ...]
     aborted: str | None
+    stopped: str | None = None
+    unreachable: bool = False
 
 
 class DiscoveryError(Exception):
     """The model name could not be read from ``/v1/models``."""
+
+
+class UnreachableError(Exception):
+    """Nothing answered at the server URL (connection refused, DNS failure, connect timeout)."""
+
+
+def unreachable_message(base_url: str, detail: str) -> str:
+    return f"the server at {base_url} is unreachable ({detail}); is it running, and the port-forward up?"
 
 
 @dataclass
@@ -79,6 +95,7 @@ class _Step:
     duration_s: float
     started: float = field(default_factory=time.perf_counter)
     launched: int = 0
+    succeeded: bool = False
     results: list[RequestResult] = field(default_factory=list)
     metrics: MetricsLog = field(default_factory=MetricsLog)
 
@@ -113,6 +130,8 @@ async def discover_model(client: httpx.AsyncClient, target: Target, headers: Map
     try:
         async with asyncio.timeout(target.request_timeout_s):
             response = await client.get(target.base_url + "/v1/models", headers=headers)
+    except (httpx.ConnectError, httpx.ConnectTimeout, httpx.UnsupportedProtocol) as exc:
+        raise UnreachableError(unreachable_message(target.base_url, f"GET /v1/models: {type(exc).__name__}")) from exc
     except (TimeoutError, httpx.HTTPError) as exc:
         raise DiscoveryError(f"GET /v1/models failed ({type(exc).__name__})") from exc
     if response.status_code != 200:
@@ -128,7 +147,8 @@ async def run(config: RunConfig, headers: Mapping[str, str], sink: ProgressSink)
     """Run every step in order, stopping early when ``max_run_time_s`` is reached.
 
     On the whole-run cap, in-flight requests are cancelled and the interrupted step is kept
-    with ``truncated=True`` so that what was measured is still reported.
+    with ``truncated=True`` so that what was measured is still reported. After a step in which
+    every request failed, the higher steps are skipped: they could only fail too.
     """
     # The key goes to /metrics only on the API's own origin, never to a separate metrics host.
     metrics_headers = headers if same_origin(config.metrics_url, config.target.base_url) else {}
@@ -156,6 +176,8 @@ async def run(config: RunConfig, headers: Mapping[str, str], sink: ProgressSink)
                     current = None
                     steps.append(result)
                     sink.step_finished(result)
+                    if result.requests and not result.ok:
+                        return _stopped(model, steps, config)
         except TimeoutError:
             if not cap.expired():
                 raise
@@ -165,6 +187,20 @@ async def run(config: RunConfig, headers: Mapping[str, str], sink: ProgressSink)
                 sink.step_finished(partial)
             return RunOutcome(model, tuple(steps), f"stopped by the whole-run cap of {config.max_run_time_s:g}s")
     return RunOutcome(model, tuple(steps), None)
+
+
+def _stopped(model: str | None, steps: list[StepResult], config: RunConfig) -> RunOutcome:
+    last = steps[-1]
+    kinds = ", ".join(f"{kind} {count}" for kind, count in last.errors.items() if count)
+    skipped = [c for c in config.concurrency if c > last.concurrency]
+    later = f"; skipped concurrency {', '.join(map(str, skipped))}" if skipped else ""
+    unreachable = last.errors.get(CONNECTION, 0) == last.requests
+    if unreachable:
+        detail = f"all {last.requests} requests at concurrency {last.concurrency} failed to connect"
+        why = unreachable_message(config.target.base_url, detail)
+    else:
+        why = f"every request at concurrency {last.concurrency} failed ({kinds})"
+    return RunOutcome(model, tuple(steps), None, why + later, unreachable)
 
 
 async def _run_step(
@@ -181,7 +217,8 @@ async def _run_step(
 
     New requests stop at ``duration_s`` or once ``max_requests`` were launched; requests
     already in flight then finish (each bounded by the request timeout) so that slow requests
-    are not dropped from the latency percentiles. Server metrics are sampled only while new
+    are not dropped from the latency percentiles. A step in which the first
+    ``max(FAIL_FAST_REQUESTS, 2 x concurrency)`` requests all failed ends there. Server metrics are sampled only while new
     requests are being launched, since the drain would pull the queue average down.
     """
     stop = asyncio.Event()
@@ -192,7 +229,12 @@ async def _run_step(
                 stop.set()
                 break
             step.launched += 1
-            step.results.append(await send_request(client, target, next(prompts), headers))
+            result = await send_request(client, target, next(prompts), headers)
+            step.results.append(result)
+            if result.ok:
+                step.succeeded = True
+            elif not step.succeeded and len(step.results) >= max(FAIL_FAST_REQUESTS, 2 * step.concurrency):
+                stop.set()
 
     async def report() -> None:
         while True:

@@ -12,8 +12,9 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import re
 import runpy
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -23,6 +24,7 @@ import yaml
 from pulumi.runtime import mocks, settings
 from pulumi.runtime.stack import run_pulumi_func
 
+from components.errors import StackFileError, register_secret
 from policy_runner.session import StackResource
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -31,6 +33,15 @@ PLACEHOLDER = "PLACEHOLDER"
 SECRET_MARKER = "[secret: not decrypted offline]"
 # A local run may supply a secret's real value as an env var: PLAN_SECRET_<KEY>, e.g. PLAN_SECRET_HFTOKEN.
 SECRET_ENV_PREFIX = "PLAN_SECRET_"
+# The program's secrets: with no value in the stack file, PLAN_SECRET_<KEY> or a marker stands in
+# for hfToken; apiKey is only needed for an external model.
+STACK_SECRETS = ("hfToken", "apiKey")
+# A stack file is a few hundred values; these bounds refuse an alias bomb or a runaway file quickly.
+MAX_STACK_FILE_BYTES = 1 << 20
+MAX_YAML_VALUES = 10_000
+MAX_YAML_DEPTH = 64
+# The YAML types a stack file may hold: what the CLI turns into config strings or JSON.
+_PLAIN_TAGS = {f"tag:yaml.org,2002:{t}" for t in ("str", "int", "float", "bool", "null", "seq", "map")}
 
 
 def placeholder(what: str) -> str:
@@ -138,11 +149,27 @@ class RecordingMonitor(mocks.MockMonitor):
         return response
 
 
-def _plain(value: Any) -> Any:
-    """Deserialized properties as JSON-ready values: secrets unwrapped into the marker."""
+def _is_secret(value: Any) -> bool:
+    return isinstance(value, Mapping) and value.get(pulumi.runtime.rpc._special_sig_key) == pulumi.runtime.rpc._special_secret_sig
+
+
+def _masked(value: Any) -> Any:
+    """A secret's value with its shape kept (a Secret's stringData keeps its keys) and every leaf
+    the marker, so the object is still valid Kubernetes and no value is written."""
+    if _is_secret(value):
+        return _masked(value.get("value"))
     if isinstance(value, Mapping):
-        if value.get(pulumi.runtime.rpc._special_sig_key) == pulumi.runtime.rpc._special_secret_sig:
-            return SECRET_MARKER
+        return {str(k): _masked(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_masked(v) for v in value]
+    return SECRET_MARKER
+
+
+def _plain(value: Any) -> Any:
+    """Deserialized properties as JSON-ready values: secrets masked leaf by leaf (the marker)."""
+    if isinstance(value, Mapping):
+        if _is_secret(value):
+            return _masked(value)
         return {str(k): _plain(v) for k, v in value.items()}
     if isinstance(value, list | tuple):
         return [_plain(v) for v in value]
@@ -158,39 +185,225 @@ def read_project_name(root: Path) -> str:
     return str(yaml.safe_load((root / "Pulumi.yaml").read_text())["name"])
 
 
+class StackLoader(yaml.SafeLoader):
+    """PyYAML's safe loader, stricter: load_stack_file checks the composed document first."""
+
+
+def _mark(node: yaml.Node) -> tuple[int, int]:
+    return node.start_mark.line + 1, node.start_mark.column + 1
+
+
+def _check_nodes(path: Path, root: yaml.Node) -> None:
+    """Refuses what a stack file cannot mean: a key given twice (YAML would keep the last one
+    silently), tags beyond plain scalars, lists and maps (!!python/..., !!binary, timestamps), and
+    anchors and aliases that expand past MAX_YAML_VALUES (an alias bomb) or into themselves."""
+    sizes: dict[int, int] = {}
+    in_progress: set[int] = set()
+
+    def fail(node: yaml.Node, problem: str) -> StackFileError:
+        return StackFileError(path.name, *_mark(node), problem)
+
+    def size(node: yaml.Node, depth: int) -> int:
+        if id(node) in sizes:
+            return sizes[id(node)]
+        if id(node) in in_progress:
+            raise fail(node, "an alias refers to the node that contains it; write the values out")
+        if depth > MAX_YAML_DEPTH:
+            raise fail(node, f"nested deeper than {MAX_YAML_DEPTH} levels")
+        if node.tag not in _PLAIN_TAGS and node.tag != "tag:yaml.org,2002:merge":
+            raise fail(
+                node,
+                f"YAML tag {node.tag.replace('tag:yaml.org,2002:', '!!')} is not allowed: only strings, numbers, booleans, lists and maps",
+            )
+        in_progress.add(id(node))
+        total = 1
+        if isinstance(node, yaml.MappingNode):
+            seen: dict[tuple[str, str], yaml.Node] = {}
+            for key, value in node.value:
+                if isinstance(key, yaml.ScalarNode) and key.tag != "tag:yaml.org,2002:merge":
+                    if (key.tag, key.value) in seen:
+                        line, _ = _mark(seen[(key.tag, key.value)])
+                        raise fail(key, f"duplicate key {key.value!r} (first on line {line}); YAML would keep only the last")
+                    seen[(key.tag, key.value)] = key
+                total += size(key, depth + 1) + size(value, depth + 1)
+        elif isinstance(node, yaml.SequenceNode):
+            total += sum(size(item, depth + 1) for item in node.value)
+        in_progress.discard(id(node))
+        if total > MAX_YAML_VALUES:
+            raise fail(node, f"anchors and aliases expand to more than {MAX_YAML_VALUES} values here; write the values out")
+        sizes[id(node)] = total
+        return total
+
+    size(root, 0)
+
+
+def _load_yaml(path: Path) -> tuple[Any, yaml.Node | None]:
+    """The stack file's document and its composed node tree, or one StackFileError naming file,
+    line and column: not UTF-8, a syntax error, a duplicate key, a tag, an alias bomb."""
+    data = path.read_bytes()
+    if len(data) > MAX_STACK_FILE_BYTES:
+        raise StackFileError(path.name, None, None, f"{len(data)} bytes; a stack file is at most {MAX_STACK_FILE_BYTES} bytes")
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as error:
+        line = data.count(b"\n", 0, error.start) + 1
+        column = error.start - (data.rfind(b"\n", 0, error.start) + 1) + 1
+        raise StackFileError(path.name, line, column, f"not UTF-8 (byte 0x{data[error.start]:02x}); save the file as UTF-8") from None
+    loader: StackLoader | None = None
+    try:
+        loader = StackLoader(text)
+        node = loader.get_single_node()
+        if node is None:
+            return None, None
+        _check_nodes(path, node)
+        return loader.construct_document(node), node
+    except yaml.MarkedYAMLError as error:
+        mark = error.problem_mark or error.context_mark
+        problem = " ".join(p for p in (error.context, error.problem) if p)
+        raise StackFileError(path.name, mark.line + 1 if mark else None, mark.column + 1 if mark else None, f"YAML: {problem}") from None
+    except yaml.reader.ReaderError as error:
+        line = text.count("\n", 0, error.position) + 1
+        column = error.position - (text.rfind("\n", 0, error.position) + 1) + 1
+        raise StackFileError(path.name, line, column, f"YAML: character U+{error.character:04X} is not allowed in a YAML file") from None
+    except yaml.YAMLError as error:
+        raise StackFileError(path.name, None, None, f"YAML: {error}") from None
+    except RecursionError:
+        raise StackFileError(path.name, None, None, f"YAML nested deeper than {MAX_YAML_DEPTH} levels") from None
+    finally:
+        if loader is not None:
+            loader.dispose()
+
+
+def _config_node(path: Path, document: Any, node: yaml.Node | None) -> tuple[dict[Any, Any], yaml.Node | None]:
+    """The `config:` mapping and its node, or one error at the line and column that is wrong."""
+    if document is None:
+        return {}, None
+    if not isinstance(document, Mapping) or not isinstance(node, yaml.MappingNode):
+        line, column = _mark(node) if node is not None else (None, None)
+        raise StackFileError(path.name, line, column, "the top level must be a mapping with a `config:` mapping in it")
+    config_value = next((v for k, v in node.value if isinstance(k, yaml.ScalarNode) and k.value == "config"), None)
+    config = document.get("config")
+    if config is None:
+        return {}, None
+    if not isinstance(config, Mapping) or not isinstance(config_value, yaml.MappingNode):
+        line, column = _mark(config_value) if config_value is not None else (None, None)
+        raise StackFileError(path.name, line, column, "`config:` must be a mapping of key: value lines")
+    return dict(config), config_value
+
+
+def stack_file(stack: str, root: Path = ROOT) -> Path:
+    path = root / f"Pulumi.{stack}.yaml"
+    if not path.is_file():
+        stacks = sorted(p.name[len("Pulumi.") : -len(".yaml")] for p in root.glob("Pulumi.*.yaml"))
+        raise FileNotFoundError(f"no stack file {path.name}; stacks here: {', '.join(stacks)}")
+    return path
+
+
 def read_stack_config(stack: str, root: Path = ROOT) -> tuple[str, dict[str, str], list[str], list[str]]:
     """Pulumi.<stack>.yaml as the CLI hands it to the program: a flat map of `ns:key` to string
     (objects as JSON). Encrypted (`secure:`) values cannot be read offline; they become a
-    marker unless PLAN_SECRET_<KEY> supplies a value. Returns (project, config, secret keys, notes)."""
+    marker unless PLAN_SECRET_<KEY> supplies a value, which also stands in for a secret the file
+    lacks. A file that is not a stack's config raises one StackFileError (file:line:column).
+    Returns (project, config, secret keys, notes)."""
     project = read_project_name(root)
-    path = root / f"Pulumi.{stack}.yaml"
-    if not path.exists():
-        stacks = sorted(p.name[len("Pulumi.") : -len(".yaml")] for p in root.glob("Pulumi.*.yaml"))
-        raise FileNotFoundError(f"no stack file {path.name}; stacks here: {', '.join(stacks)}")
-    document = yaml.safe_load(path.read_text()) or {}
+    path = stack_file(stack, root)
+    document, node = _load_yaml(path)
+    raw, config_node = _config_node(path, document, node)
+    positions = _key_positions(config_node)
     config: dict[str, str] = {}
     secret_keys: list[str] = []
     notes: list[str] = []
-    for key, value in (document.get("config") or {}).items():
+    for key, value in raw.items():
+        if not isinstance(key, str) or not re.fullmatch(r"([A-Za-z0-9_.-]+:)?[A-Za-z0-9_.-]+", key):
+            line, column = positions.get(str(key), (None, None))
+            raise StackFileError(path.name, line, column, "a config key is `namespace:name` or `name` of letters, digits, '-', '_', '.'")
         full = key if ":" in key else f"{project}:{key}"
+        if full in config:
+            line, column = positions.get(key, (None, None))
+            raise StackFileError(path.name, line, column, f"{full} is set twice (with and without its namespace)")
         if isinstance(value, Mapping) and set(value) == {"secure"}:
             secret_keys.append(full)
             env = SECRET_ENV_PREFIX + full.split(":", 1)[1].upper()
-            if env in os.environ:
+            if os.environ.get(env):
                 config[full] = os.environ[env]
+                register_secret(config[full])
                 notes.append(f"{full}: secret value taken from ${env}")
             else:
                 config[full] = SECRET_MARKER
                 notes.append(f"{full}: encrypted in {path.name}; cannot decrypt offline, using a marker (set ${env} to supply it)")
         else:
             config[full] = value if isinstance(value, str) else json.dumps(value)
-    for secret in ("hfToken",):
+    for secret in STACK_SECRETS:
         full = f"{project}:{secret}"
-        if full not in config:
+        env = SECRET_ENV_PREFIX + secret.upper()
+        if full in config:
+            continue
+        if os.environ.get(env):
+            secret_keys.append(full)
+            config[full] = os.environ[env]
+            register_secret(config[full])
+            notes.append(f"{full}: not set in {path.name}; secret value taken from ${env}")
+        elif secret == "hfToken":
             secret_keys.append(full)
             config[full] = SECRET_MARKER
-            notes.append(f"{full}: not set in {path.name}; `pulumi up` needs `pulumi config set --secret {secret}`; the plan uses a marker")
+            notes.append(
+                f"{full}: not set in {path.name}; `pulumi up` needs `pulumi config set --secret {secret}`;"
+                f" the plan uses a marker (set ${env} to supply it)"
+            )
     return project, config, secret_keys, notes
+
+
+def _key_positions(config_node: yaml.Node | None) -> dict[str, tuple[int, int]]:
+    """Line and column of each top-level config key (as written)."""
+    if not isinstance(config_node, yaml.MappingNode):
+        return {}
+    return {str(k.value): _mark(k) for k, _ in config_node.value if isinstance(k, yaml.ScalarNode)}
+
+
+def _walk_positions(node: yaml.Node, path: tuple[str | int, ...]) -> Iterator[tuple[tuple[str | int, ...], yaml.Node]]:
+    yield path, node
+    if isinstance(node, yaml.MappingNode):
+        for key, value in node.value:
+            if isinstance(key, yaml.ScalarNode):
+                yield from _walk_positions(value, (*path, key.value))
+    elif isinstance(node, yaml.SequenceNode):
+        for index, item in enumerate(node.value):
+            yield from _walk_positions(item, (*path, index))
+
+
+def config_position(stack: str, key: str, root: Path = ROOT) -> tuple[str, int, int] | None:
+    """Where in Pulumi.<stack>.yaml a ConfigError's key (models[0].imageTag, cluster.zones[1],
+    gcp:project, hfToken) was written: the value's line and column, or the nearest enclosing
+    value's when the key itself is missing. None when the file does not mention it."""
+    try:
+        project = read_project_name(root)
+        path = stack_file(stack, root)
+        _, node = _load_yaml(path)
+    except (OSError, StackFileError, KeyError, TypeError, yaml.YAMLError):
+        return None
+    config_node = next(
+        (
+            v
+            for k, v in (node.value if isinstance(node, yaml.MappingNode) else [])
+            if isinstance(k, yaml.ScalarNode) and k.value == "config"
+        ),
+        None,
+    )
+    if not isinstance(config_node, yaml.MappingNode):
+        return None
+    head = re.match(r"[^.\[]*", key)
+    first = head.group(0) if head else key
+    full = first if ":" in first else f"{project}:{first}"
+    rest: list[str | int] = [int(i) if i else n for n, i in re.findall(r"\.([^.\[]+)|\[(\d+)\]", key[len(first) :])]
+    nodes: dict[tuple[str | int, ...], yaml.Node] = {}
+    for name, value in config_node.value:
+        if isinstance(name, yaml.ScalarNode) and (name.value if ":" in name.value else f"{project}:{name.value}") == full:
+            nodes.update(_walk_positions(value, (full,)))
+    wanted: tuple[str | int, ...] = (full, *rest)
+    for length in range(len(wanted), 0, -1):
+        if wanted[:length] in nodes:
+            return (path.name, *_mark(nodes[wanted[:length]]))
+    return None
 
 
 def run_program(
@@ -242,4 +455,14 @@ async def _resolve(outputs: Mapping[str, Any]) -> dict[str, Any]:
     return resolved
 
 
-__all__ = ["PLACEHOLDER", "SECRET_MARKER", "PlanMocks", "ProgramRun", "Registration", "read_stack_config", "run_program"]
+__all__ = [
+    "PLACEHOLDER",
+    "SECRET_MARKER",
+    "PlanMocks",
+    "ProgramRun",
+    "Registration",
+    "config_position",
+    "read_stack_config",
+    "run_program",
+    "stack_file",
+]

@@ -12,6 +12,7 @@ from typing import Any
 
 import yaml
 
+from components.errors import mask
 from offline_plan.harness import ProgramRun, Registration
 
 # A few inputs per type that say what the resource is; the rest is in plan.json.
@@ -142,7 +143,9 @@ def plan_document(run: ProgramRun, policy: dict[str, Any] | None, notes: Iterabl
 
 
 def write_json(document: dict[str, Any], path: Path) -> None:
-    path.write_text(json.dumps(document, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+    """Secret-shaped text (hf_..., sk-...) and secret values this run was handed are masked: CI
+    uploads build/ even when the plan fails."""
+    path.write_text(mask(json.dumps(document, indent=2, sort_keys=True)) + "\n", encoding="utf-8")
 
 
 def kubernetes_objects(run: ProgramRun) -> list[tuple[Registration, dict[str, Any]]]:
@@ -161,12 +164,13 @@ def _file_name(manifest: dict[str, Any]) -> str:
 
 def write_manifests(run: ProgramRun, out_dir: Path) -> list[Path]:
     """One file per object under <namespace>/ (cluster-scoped objects under _cluster/); secret
-    values are already the offline marker, never the real value."""
+    values are already the offline marker (a Secret keeps its keys), never the real value, and
+    anything secret-shaped is masked as the file is written."""
     written = []
     for _, manifest in kubernetes_objects(run):
         namespace = (manifest.get("metadata") or {}).get("namespace") or "_cluster"
         path = out_dir / namespace / _file_name(manifest)
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(yaml.safe_dump(manifest, sort_keys=True), encoding="utf-8")
+        path.write_text(mask(yaml.safe_dump(manifest, sort_keys=True)), encoding="utf-8")
         written.append(path)
     return written

@@ -10,7 +10,8 @@ instead of the SDK turning the whole policy into an advisory "can't run" diagnos
 from __future__ import annotations
 
 import posixpath
-from collections.abc import Iterable, Mapping, Sequence
+import re
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Final
 
@@ -28,18 +29,35 @@ class _Unknown:
 UNKNOWN: Final = _Unknown()
 # The SDK's placeholders for values unknown during preview, one per kind (UNKNOWN_STRING_VALUE, ...).
 _SENTINELS = frozenset(value for name, value in vars(proxy).items() if name.startswith("UNKNOWN_") and name.endswith("_VALUE"))
-# Workload kinds whose pods are built to span the VMs of a multi-host slice together.
-MULTI_HOST_KINDS = ("LeaderWorkerSet",)
-_TEMPLATE_PATHS: Mapping[str, tuple[tuple[str, ...], ...]] = {
-    "Pod": ((),),
-    "Deployment": (("spec", "template"),),
-    "StatefulSet": (("spec", "template"),),
-    "DaemonSet": (("spec", "template"),),
-    "ReplicaSet": (("spec", "template"),),
-    "Job": (("spec", "template"),),
-    "CronJob": (("spec", "jobTemplate", "spec", "template"),),
-    "LeaderWorkerSet": (("spec", "leaderWorkerTemplate", "leaderTemplate"), ("spec", "leaderWorkerTemplate", "workerTemplate")),
-}
+# Workloads whose pods are built to span the VMs of a multi-host slice together, and the field that
+# says how many pods (VMs) one slice takes.
+MULTI_HOST_KINDS = (
+    "LeaderWorkerSet (leaderWorkerTemplate.size)",
+    "JobSet (replicatedJobs[].template.spec.parallelism)",
+    "Indexed Job (completionMode: Indexed, parallelism)",
+    "Ray worker group (numOfHosts)",
+)
+# Every kind whose pod templates the pod-level policies read (README "Policy pack" lists them).
+POD_KINDS = (
+    "Pod",
+    "Deployment",
+    "StatefulSet",
+    "DaemonSet",
+    "ReplicaSet",
+    "Job",
+    "CronJob",
+    "JobSet",
+    "LeaderWorkerSet",
+    "RayCluster",
+    "RayService",
+    "RayJob",
+)
+# Where a Ray cluster's spec sits in each KubeRay kind.
+_RAY_CLUSTER_SPEC = {"RayCluster": ("spec",), "RayService": ("spec", "rayClusterConfig"), "RayJob": ("spec", "rayClusterSpec")}
+# Placeholders of templated manifests (envsubst, Helm, "<your-image>"): values only known once rendered.
+# Kubernetes' own $(VAR) (expanded from the container's env) is not one of them.
+TEMPLATE = re.compile(r"\$\{[^}]*\}|\$[A-Za-z_][A-Za-z0-9_]*|<[A-Za-z][^<>]*>|\{\{[^}]*\}\}")
+_ENV_REFERENCE = re.compile(r"\$\(([A-Za-z_][A-Za-z0-9_.-]*)\)")
 # vLLM's single-dash aliases for the flags the pack reads.
 _FLAG_ALIASES = {"tp": "tensor-parallel-size", "pp": "pipeline-parallel-size"}
 
@@ -64,6 +82,21 @@ def plain(value: Any) -> Any:
                 items.append(UNKNOWN)
         return items
     return value
+
+
+def is_template(value: Any) -> bool:
+    return isinstance(value, str) and TEMPLATE.search(value) is not None
+
+
+def untemplated(value: Any) -> Any:
+    """Placeholders of a templated manifest (`${IMAGE_URI}`, `<your-image>`) are values nobody knows
+    yet: UNKNOWN, so that every policy skips them as it skips values unknown during preview."""
+    if isinstance(value, dict):
+        # command and args are often shell scripts, whose $VAR and ${VAR} the shell expands at run time.
+        return {k: v if k in ("command", "args") else untemplated(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [untemplated(v) for v in value]
+    return UNKNOWN if is_template(value) else value
 
 
 def at(value: Any, *path: str | int) -> Any:
@@ -139,7 +172,7 @@ def kube_object(resource_type: str, props: Any, urn: str, dependencies: Iterable
     """A Kubernetes object from its type token and properties; the kind comes from the object itself."""
     if not resource_type.startswith("kubernetes:"):
         return None
-    body = plain(props)
+    body = untemplated(plain(props))
     kind = body.get("kind")
     return KubeObject(urn, kind if isinstance(kind, str) else resource_type.rsplit(":", 1)[-1], body, frozenset(dependencies))
 
@@ -157,9 +190,11 @@ def stack_objects(resources: Sequence[PolicyResource]) -> list[KubeObject]:
 
 @dataclass(frozen=True)
 class Flags:
-    """Command-line flags of a container, from command and args, in `--f=v` and `--f v` forms."""
+    """Command-line flags of a container, from command and args, in `--f=v` and `--f v` forms.
+    `$(VAR)` is expanded from the container's literal env as the kubelet does; a reference to a
+    variable set some other way (a ConfigMap, envFrom) makes that value UNKNOWN."""
 
-    values: Mapping[str, str]
+    values: Mapping[str, Any]
     positional: tuple[str, ...]
     complete: bool  # False when some token is unknown, so an absent flag may still be there
 
@@ -169,22 +204,26 @@ class Flags:
         return None if self.complete else UNKNOWN
 
     @classmethod
-    def parse(cls, command: Any, args: Any) -> Flags:
+    def parse(cls, command: Any, args: Any, env: Mapping[str, Any] | None = None) -> Flags:
         tokens: list[Any] = []
         complete = True
         for part in (command, args):
             if part is UNKNOWN:
                 complete = False
-            tokens.extend(listed(part))
-        values: dict[str, str] = {}
+            tokens.extend(_expanded(t, env or {}) for t in listed(part))
+        values: dict[str, Any] = {}
         positional: list[str] = []
         index = 0
         while index < len(tokens):
             token = tokens[index]
             index += 1
+            if isinstance(token, tuple):
+                values[token[0]] = UNKNOWN
+                continue
             if not isinstance(token, str):
                 complete = False
                 continue
+            value: Any
             if token.startswith("--"):
                 name, has_value, value = token[2:].partition("=")
             elif token.startswith("-") and token[1:] in _FLAG_ALIASES:
@@ -193,11 +232,33 @@ class Flags:
                 positional.append(token)
                 continue
             following = tokens[index] if index < len(tokens) else None
-            if not has_value and isinstance(following, str) and not following.startswith("-"):
+            if not has_value and (following is UNKNOWN or (isinstance(following, str) and not following.startswith("-"))):
                 value = following
                 index += 1
             values[name.replace("_", "-")] = value
         return cls(values, tuple(positional), complete)
+
+
+def _expanded(token: Any, env: Mapping[str, Any]) -> Any:
+    """A token with its $(VAR) references replaced; `--flag=UNKNOWN` stays a flag with an unknown value."""
+    if not isinstance(token, str) or "$(" not in token:
+        return token
+    unresolved = False
+
+    def value(match: re.Match[str]) -> str:
+        nonlocal unresolved
+        found = env.get(match.group(1))
+        if isinstance(found, str):
+            return found
+        unresolved = True
+        return match.group(0)
+
+    text = _ENV_REFERENCE.sub(value, token)
+    if not unresolved:
+        return text
+    if text.startswith("--") and "=" in text:
+        return (text[2:].partition("=")[0].replace("_", "-"), UNKNOWN)
+    return UNKNOWN
 
 
 @dataclass(frozen=True)
@@ -206,15 +267,18 @@ class PodTemplate:
     path: str
     labels: Any
     spec: dict[str, Any]
+    several: bool = False  # the owner has more than one pod template (leader and workers, head and worker groups)
+    # How many pods of this template together take one TPU slice: 1 for a pod that must hold its
+    # slice alone, more for a multi-host group, UNKNOWN when the count cannot be read.
+    hosts: Any = 1
 
     @property
     def label(self) -> str:
-        several = len(_TEMPLATE_PATHS.get(self.owner.kind, ())) > 1
-        return f"{self.owner.label} ({self.path})" if several else self.owner.label
+        return f"{self.owner.label} ({self.path})" if self.several else self.owner.label
 
     @property
     def multi_host(self) -> bool:
-        return self.owner.kind in MULTI_HOST_KINDS
+        return self.hosts != 1
 
     def selector(self, label: str) -> Any:
         """A node label the pod requires: from nodeSelector, or from a required node affinity that
@@ -234,6 +298,28 @@ class PodTemplate:
         return pinned[0] if len(pinned) == 1 and len(listed(terms)) == 1 else None
 
     @property
+    def compute_class(self) -> Any:
+        return self.selector(facts.COMPUTE_CLASS_LABEL)
+
+    @property
+    def tolerates_tpu(self) -> Any:
+        """Whether the pod tolerates the google.com/tpu taint of TPU nodes itself (without requesting chips)."""
+        tolerations = self.spec.get("tolerations")
+        if tolerations is UNKNOWN:
+            return UNKNOWN
+        for toleration in listed(tolerations):
+            if not isinstance(toleration, dict):
+                continue
+            key, operator, effect = toleration.get("key"), toleration.get("operator") or "Equal", toleration.get("effect")
+            if UNKNOWN in (key, operator, effect):
+                return UNKNOWN
+            if effect not in (None, "", "NoSchedule"):
+                continue
+            if (key in (None, "") and operator == "Exists") or key == facts.TPU_RESOURCE:
+                return True
+        return False
+
+    @property
     def containers(self) -> list[Container]:
         return [Container(self, c) for c in listed(self.spec.get("containers")) if isinstance(c, dict)]
 
@@ -249,28 +335,84 @@ class PodTemplate:
     def tpu_chips(self) -> Any:
         """google.com/tpu of the pod: the sum over its containers; Kubernetes takes an extended
         resource's request from its limit when only the limit is given."""
-        total = 0
-        for container in self.containers:
-            chips = container.tpu("requests")
-            if chips is None:
-                chips = container.tpu("limits")
-            if chips is UNKNOWN:
-                return UNKNOWN
-            total += chips or 0
-        return total
+        return _chips(self.spec)
 
     @property
     def vllm(self) -> list[Container]:
         return [c for c in self.containers if c.is_vllm]
 
 
+def _chips(spec: Any) -> Any:
+    total = 0
+    for container in listed(at(spec, "containers")):
+        chips = whole(at(container, "resources", "requests", facts.TPU_RESOURCE))
+        if chips is None:
+            chips = whole(at(container, "resources", "limits", facts.TPU_RESOURCE))
+        if chips is UNKNOWN:
+            return UNKNOWN
+        total += chips or 0
+    return total
+
+
+def _count(value: Any, default: int = 1) -> Any:
+    """A replica-like count: its default when absent, UNKNOWN when unreadable."""
+    if value is None:
+        return default
+    number = whole(value)
+    return UNKNOWN if number is None else number
+
+
+def _job_hosts(job_spec: Any, indexed_only: bool) -> Any:
+    """Pods of a Job that run at once: a multi-host group only when they are told apart (Indexed)."""
+    mode = at(job_spec, "completionMode")
+    if mode is UNKNOWN:
+        return UNKNOWN
+    if indexed_only and mode != "Indexed":
+        return 1
+    return _count(at(job_spec, "parallelism"))
+
+
+def _templates(obj: KubeObject) -> Iterator[tuple[str, Any, Any]]:
+    """(path, pod template, hosts) of every pod template of an object."""
+    body, kind = obj.body, obj.kind
+    if kind == "Pod":
+        yield "spec", body, 1
+    elif kind in ("Deployment", "StatefulSet", "DaemonSet", "ReplicaSet"):
+        yield "spec.template", at(body, "spec", "template"), 1
+    elif kind == "Job":
+        yield "spec.template", at(body, "spec", "template"), _job_hosts(at(body, "spec"), indexed_only=True)
+    elif kind == "CronJob":
+        job = at(body, "spec", "jobTemplate", "spec")
+        yield "spec.jobTemplate.spec.template", at(job, "template"), _job_hosts(job, indexed_only=True)
+    elif kind == "JobSet":
+        for index, replicated in enumerate(listed(at(body, "spec", "replicatedJobs"))):
+            job = at(replicated, "template", "spec")
+            name = at(replicated, "name")
+            yield f"replicatedJobs[{name if isinstance(name, str) else index}]", at(job, "template"), _job_hosts(job, indexed_only=False)
+    elif kind == "LeaderWorkerSet":
+        group = at(body, "spec", "leaderWorkerTemplate")
+        size, leader, worker = _count(at(group, "size")), at(group, "leaderTemplate"), at(group, "workerTemplate")
+        # The leader is one of the slice's hosts when it takes chips; a Pathways-style leader takes none.
+        leader_chips = _chips(at(leader, "spec")) if isinstance(leader, dict) else _chips(at(worker, "spec"))
+        hosts = UNKNOWN if UNKNOWN in (size, leader_chips) else size if leader_chips else size - 1
+        if isinstance(leader, dict):
+            yield "leaderTemplate", leader, hosts
+        yield "workerTemplate", worker, hosts
+    elif kind in _RAY_CLUSTER_SPEC:
+        cluster = at(body, *_RAY_CLUSTER_SPEC[kind])
+        yield "headGroupSpec", at(cluster, "headGroupSpec", "template"), 1
+        for index, group in enumerate(listed(at(cluster, "workerGroupSpecs"))):
+            name = at(group, "groupName")
+            yield f"workerGroupSpecs[{name if isinstance(name, str) else index}]", at(group, "template"), _count(at(group, "numOfHosts"))
+
+
 def pod_templates(obj: KubeObject) -> list[PodTemplate]:
-    templates = []
-    for path in _TEMPLATE_PATHS.get(obj.kind, ()):
-        template = at(obj.body, *path)
-        if isinstance(template, dict) and isinstance(template.get("spec"), dict):
-            templates.append(PodTemplate(obj, ".".join(path) or "spec", at(template, "metadata", "labels"), template["spec"]))
-    return templates
+    found = [(path, t, hosts) for path, t, hosts in _templates(obj) if isinstance(t, dict) and isinstance(t.get("spec"), dict)]
+    labels = {"Pod": ("metadata", "labels")}
+    return [
+        PodTemplate(obj, path, at(t, *labels.get(obj.kind, ("metadata", "labels"))), t["spec"], len(found) > 1, hosts)
+        for path, t, hosts in found
+    ]
 
 
 @dataclass(frozen=True)
@@ -295,7 +437,8 @@ class Container:
 
     @property
     def flags(self) -> Flags:
-        return Flags.parse(self.body.get("command"), self.body.get("args"))
+        literal = {str(e["name"]): e.get("value") for e in self.env if isinstance(e.get("name"), str) and "valueFrom" not in e}
+        return Flags.parse(self.body.get("command"), self.body.get("args"), literal)
 
     @property
     def is_vllm(self) -> bool:
@@ -328,7 +471,8 @@ class Container:
     def authenticated(self) -> bool | None:
         """Whether the server demands an API key; None when the manifest cannot tell."""
         flags = self.flags
-        if flags.get("api-key") not in (None, UNKNOWN):
+        key = flags.values.get("api-key")
+        if key is UNKNOWN or (isinstance(key, str) and key):
             return True
         names = [e.get("name") for e in self.env]
         if any(name in facts.VLLM_API_KEY_ENVS for name in names):

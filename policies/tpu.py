@@ -26,9 +26,10 @@ from policies.k8s import (
     UNKNOWN,
     Container,
     Flags,
+    KubeObject,
     PodTemplate,
     at,
-    kube_object,
+    listed,
     plain,
     pod_templates,
     stack_objects,
@@ -44,34 +45,92 @@ ACC, TOPO, TPU = facts.ACCELERATOR_LABEL, facts.TOPOLOGY_LABEL, facts.TPU_RESOUR
 
 @dataclass(frozen=True)
 class Placement:
-    """Where a pod's TPU node selectors put it: the generation, the topology, and the slices of
-    that topology a pod of this workload can run on (one VM each, unless built for multi-host)."""
+    """Where a pod's TPU selection puts it: the generation, the topology, and the slices of that
+    topology a pod of this template can be part of (one VM each for a single pod, as many VMs as
+    the group has pods for a multi-host workload). `source` says how the pod selected it."""
 
     generation: facts.Generation
     topology: str
     slices: tuple[facts.Slice, ...]
+    source: str
+    count: int | None = None  # chips per node, where a ComputeClass states them
 
     @property
     def chips_per_pod(self) -> list[int]:
+        if self.count is not None:
+            return [self.count]
         return sorted({s.chips_per_vm for s in self.slices})
 
     def slice_for(self, chips: Any) -> facts.Slice:
         return next((s for s in self.slices if s.chips_per_vm == chips), self.slices[0])
 
 
-def placement(pod: PodTemplate) -> Placement | None:
-    accelerator, topology = pod.selector(ACC), pod.selector(TOPO)
+# A ComputeClass by name: the (accelerator, topology, chips per node) of each TPU priority, UNKNOWN when unreadable.
+ComputeClasses = dict[str, Any]
+
+
+def compute_classes(objects: list[KubeObject]) -> ComputeClasses:
+    found: ComputeClasses = {}
+    for obj in objects:
+        if obj.kind != facts.COMPUTE_CLASS_KIND or not isinstance(obj.name, str):
+            continue
+        priorities = at(obj.body, "spec", "priorities")
+        shapes: Any = []
+        for priority in listed(priorities):
+            tpu = at(priority, "tpu")
+            if tpu is None:
+                continue  # a CPU or GPU fallback of the class
+            shape = (at(tpu, "type"), at(tpu, "topology"), whole(at(tpu, "count")))
+            if UNKNOWN in shape or tpu is UNKNOWN:
+                shapes = UNKNOWN
+                break
+            if shape not in shapes:
+                shapes.append(shape)
+        found[obj.name] = UNKNOWN if priorities is UNKNOWN else shapes
+    return found
+
+
+def _slices(generation: facts.Generation, topology: str, hosts: Any) -> tuple[facts.Slice, ...]:
+    shapes = generation.slices_of(topology)
+    if hosts is UNKNOWN:
+        return shapes
+    return tuple(s for s in shapes if s.vms == hosts) if hosts != 1 else tuple(s for s in shapes if not s.multi_host)
+
+
+def _placement(pod: PodTemplate, accelerator: Any, topology: Any, source: str, count: int | None = None) -> Placement | None:
     if not isinstance(accelerator, str) or not isinstance(topology, str) or accelerator not in facts.ACCELERATOR_TO_GENERATION:
         return None
     generation = facts.GENERATIONS[facts.ACCELERATOR_TO_GENERATION[accelerator]]
-    slices = tuple(s for s in generation.slices_of(topology) if pod.multi_host or not s.multi_host)
-    return Placement(generation, topology, slices) if slices else None
+    slices = _slices(generation, topology, pod.hosts)
+    return Placement(generation, topology, slices, source, count) if slices else None
 
 
-def _pods(args: ResourceValidationArgs) -> Iterator[PodTemplate]:
-    obj = kube_object(args.resource_type, args.props, args.urn)
-    if obj is not None:
-        yield from pod_templates(obj)
+def placements(pod: PodTemplate, classes: ComputeClasses) -> list[Placement]:
+    """The TPU shapes a pod selects: by the two node labels, or by a ComputeClass of the input
+    (each distinct TPU priority of it). A ComputeClass that is not in the input cannot be read."""
+    accelerator, topology = pod.selector(ACC), pod.selector(TOPO)
+    if accelerator is not None or topology is not None:
+        found = _placement(pod, accelerator, topology, f"{ACC}={accelerator}, {TOPO}={topology}")
+        return [found] if found else []
+    name = pod.compute_class
+    shapes = classes.get(name) if isinstance(name, str) else None
+    if not isinstance(shapes, list):
+        return []
+    found_all = [_placement(pod, a, t, f"ComputeClass {name}", c if isinstance(c, int) else None) for a, t, c in shapes]
+    return [f for f in found_all if f is not None]
+
+
+def placement(pod: PodTemplate, classes: ComputeClasses | None = None) -> Placement | None:
+    found = placements(pod, classes or {})
+    return found[0] if found else None
+
+
+def _pods(args: StackValidationArgs) -> Iterator[tuple[KubeObject, PodTemplate, ComputeClasses]]:
+    objects = stack_objects(args.resources)
+    classes = compute_classes(objects)
+    for obj in objects:
+        for pod in pod_templates(obj):
+            yield obj, pod, classes
 
 
 def _single_host(generation: facts.Generation) -> str:
@@ -98,17 +157,57 @@ def _serving(pod: PodTemplate) -> Iterator[tuple[Container, str]]:
 
 
 # --- tpu-pod-topology ----------------------------------------------------------------------------
-def validate_pod_topology(args: ResourceValidationArgs, report: ReportViolation) -> None:
-    for pod in _pods(args):
-        accelerator, topology, chips = pod.selector(ACC), pod.selector(TOPO), pod.tpu_chips
+def _shape_problem(pod: PodTemplate, accelerator: Any, topology: Any, via: str = "") -> str | None:
+    """What is wrong with the TPU shape a pod selects (by labels, or through a ComputeClass: `via`), or None."""
+    if accelerator not in facts.ACCELERATOR_TO_GENERATION:
+        known = ", ".join(facts.ACCELERATOR_TO_GENERATION)
+        return f"{ACC}={accelerator}{via} is no GKE TPU accelerator; use one of {known}."
+    generation = facts.GENERATIONS[facts.ACCELERATOR_TO_GENERATION[accelerator]]
+    shapes = generation.slices_of(topology)
+    if not shapes:
+        return f"{TOPO}={topology}{via} is not a {generation.name} topology; {accelerator} offers {', '.join(generation.topologies)}."
+    hosts = pod.hosts
+    if hosts is UNKNOWN or _slices(generation, topology, hosts):
+        return None
+    if hosts == 1:
+        return (
+            f"{TOPO}={topology}{via} is a multi-host slice ({shapes[0].vms} VMs of {shapes[0].machine_type}) but a "
+            f"{pod.owner.kind} pod runs on one VM and never gets the slice; choose a single-host topology "
+            f"({_single_host(generation)}) or a multi-host workload ({'; '.join(MULTI_HOST_KINDS)})."
+        )
+    fitting = ", ".join(s.topology for s in generation.slices if s.vms == hosts) or "none"
+    return (
+        f"{TOPO}={topology}{via}: {hosts} pods take one slice together but it is {' or '.join(str(s.vms) for s in shapes)} VM(s); "
+        f"one pod runs per VM, so the group never forms. Choose a {generation.name} topology of {hosts} VMs ({fitting}) "
+        f"or change the group size."
+    )
+
+
+def validate_pod_topology(args: StackValidationArgs, report: ReportViolation) -> None:
+    for obj, pod, classes in _pods(args):
+        accelerator, topology, chips, chosen = pod.selector(ACC), pod.selector(TOPO), pod.tpu_chips, pod.compute_class
         if UNKNOWN in (accelerator, topology):
             continue
         if accelerator is None and topology is None:
+            if chosen is UNKNOWN or (isinstance(chosen, str) and chosen not in classes):
+                continue  # a ComputeClass defined elsewhere chooses type, topology and count
+            shapes = classes.get(chosen) if isinstance(chosen, str) else None
+            if shapes is UNKNOWN:
+                continue
+            if shapes is not None:
+                if not shapes and isinstance(chips, int) and chips > 0:
+                    report(f"{pod.label}: requests {chips} {TPU} but ComputeClass {chosen} has no TPU priority.", obj.urn)
+                for shape_accelerator, shape_topology, _ in shapes:
+                    problem = _shape_problem(pod, shape_accelerator, shape_topology, f" (through ComputeClass {chosen})")
+                    if problem:
+                        report(f"{pod.label}: {problem}", obj.urn)
+                continue
             if isinstance(chips, int) and chips > 0:
                 report(
-                    f"{pod.label}: requests {chips} {TPU} but has neither node selector {ACC} nor {TOPO}; Autopilot rejects "
-                    f"the pod and Standard cannot tell which slice it needs. Set both in spec.nodeSelector.",
-                    None,
+                    f"{pod.label}: requests {chips} {TPU} but has neither node selector {ACC} nor {TOPO} (nor a "
+                    f"{facts.COMPUTE_CLASS_LABEL} with a TPU priority); Autopilot rejects the pod and Standard cannot tell which "
+                    f"slice it needs. Set both in spec.nodeSelector.",
+                    obj.urn,
                 )
             continue
         if accelerator is None or topology is None:
@@ -116,30 +215,17 @@ def validate_pod_topology(args: ResourceValidationArgs, report: ReportViolation)
             report(
                 f"{pod.label}: selects {have} but no {missing}; Autopilot requires both TPU node selectors and "
                 f"Standard places the pod on any slice that matches the one given. Add {missing}.",
-                None,
+                obj.urn,
             )
             continue
-        if accelerator not in facts.ACCELERATOR_TO_GENERATION:
-            known = ", ".join(facts.ACCELERATOR_TO_GENERATION)
-            report(f"{pod.label}: {ACC}={accelerator} is no GKE TPU accelerator; use one of {known}.", None)
-            continue
-        generation = facts.GENERATIONS[facts.ACCELERATOR_TO_GENERATION[accelerator]]
-        shapes = generation.slices_of(topology)
-        if not shapes:
-            offered = ", ".join(generation.topologies)
-            report(f"{pod.label}: {TOPO}={topology} is not a {generation.name} topology; {accelerator} offers {offered}.", None)
-        elif not pod.multi_host and generation.single_host_slice(topology) is None:
-            report(
-                f"{pod.label}: {TOPO}={topology} is a multi-host slice ({shapes[0].vms} VMs of {shapes[0].machine_type}) but a "
-                f"{pod.owner.kind} pod runs on one VM and never gets the slice; choose a single-host topology "
-                f"({_single_host(generation)}) or a multi-host workload ({', '.join(MULTI_HOST_KINDS)}).",
-                None,
-            )
+        problem = _shape_problem(pod, accelerator, topology)
+        if problem:
+            report(f"{pod.label}: {problem}", obj.urn)
 
 
 # --- tpu-chip-request ----------------------------------------------------------------------------
-def validate_chip_request(args: ResourceValidationArgs, report: ReportViolation) -> None:
-    for pod in _pods(args):
+def validate_chip_request(args: StackValidationArgs, report: ReportViolation) -> None:
+    for obj, pod, classes in _pods(args):
         for container in pod.containers:
             requested, limit = container.tpu("requests"), container.tpu("limits")
             if UNKNOWN in (requested, limit) or requested is None:
@@ -148,102 +234,133 @@ def validate_chip_request(args: ResourceValidationArgs, report: ReportViolation)
                 report(
                     f"{container.label}: requests {requested} {TPU} without a limit; Kubernetes rejects an extended-resource "
                     f"request without an equal limit. Set resources.limits.{TPU}: {requested}.",
-                    None,
+                    obj.urn,
                 )
             elif requested != limit:
                 report(
                     f"{container.label}: {TPU} request {requested} differs from its limit {limit}; TPU chips cannot be "
                     f"overcommitted and the API server rejects the pod. Set both to the same count.",
-                    None,
+                    obj.urn,
                 )
-        chips, where = pod.tpu_chips, placement(pod)
-        if chips is UNKNOWN or where is None:
+        chips = pod.tpu_chips
+        if chips is UNKNOWN:
             continue
-        allowed = where.chips_per_pod
-        wanted = " or ".join(map(str, allowed))
-        accelerator = where.generation.accelerator
-        if chips == 0:
-            report(
-                f"{pod.label}: selects {accelerator} {where.topology} but requests no {TPU}; only pods that request chips "
-                f"tolerate TPU nodes, so it stays Pending. Request {wanted} in resources.limits.",
-                None,
-            )
-        elif chips not in allowed:
-            machines = ", ".join(sorted({s.machine_type for s in where.slices}))
-            other = next((s for s in where.generation.slices_of(where.topology) if s not in where.slices and s.chips_per_vm == chips), None)
-            hint = (
-                f" {chips} chips per pod is the {other.vms}-node form of {where.topology} on {other.machine_type}, "
-                f"which one {pod.owner.kind} pod cannot span."
-                if other
-                else ""
-            )
-            report(
-                f"{pod.label}: requests {chips} {TPU} but a pod on {accelerator} {where.topology} must take all {wanted} chips "
-                f"of its node ({machines}); request {wanted} in requests and limits.{hint}",
-                None,
-            )
+        for where in placements(pod, classes):
+            allowed = where.chips_per_pod
+            wanted = " or ".join(map(str, allowed))
+            shape = f"{where.generation.accelerator} {where.topology}"
+            if chips == 0:
+                if pod.tolerates_tpu is not False:
+                    continue  # a leader that takes no chips on purpose and says so
+                report(
+                    f"{pod.label}: selects {shape} but requests no {TPU}; only pods that request chips tolerate TPU nodes, "
+                    f"so it stays Pending. Request {wanted} in resources.limits, or, for a pod that runs on the TPU nodes "
+                    f"without chips on purpose (a Pathways or LeaderWorkerSet leader), tolerate the {TPU} NoSchedule taint.",
+                    obj.urn,
+                )
+            elif chips not in allowed:
+                machines = ", ".join(sorted({s.machine_type for s in where.slices}))
+                other = next(
+                    (s for s in where.generation.slices_of(where.topology) if s not in where.slices and s.chips_per_vm == chips), None
+                )
+                hint = (
+                    f" {chips} chips per pod is the {other.vms}-node form of {where.topology} on {other.machine_type}, "
+                    f"which one {pod.owner.kind} pod cannot span."
+                    if other and not pod.multi_host
+                    else ""
+                )
+                via = f" (through {where.source})" if where.count is not None else ""
+                report(
+                    f"{pod.label}: requests {chips} {TPU} but a pod on {shape}{via} must take all {wanted} chips "
+                    f"of its node ({machines}); request {wanted} in requests and limits.{hint}",
+                    obj.urn,
+                )
 
 
 # --- tpu-tensor-parallel -------------------------------------------------------------------------
-def validate_tensor_parallel(args: ResourceValidationArgs, report: ReportViolation) -> None:
-    for pod in _pods(args):
-        chips, where = pod.tpu_chips, placement(pod)
-        if where is None or not isinstance(chips, int) or chips == 0:
+def _devices(generation: facts.Generation, chips: int) -> str:
+    per = generation.devices_per_chip
+    return f"{chips} chips" if per == 1 else f"{chips} chips = {chips * per} devices ({generation.name} has {per} TensorCores per chip)"
+
+
+def validate_tensor_parallel(args: StackValidationArgs, report: ReportViolation) -> None:
+    for obj, pod, classes in _pods(args):
+        chips = pod.tpu_chips
+        if not isinstance(chips, int) or chips == 0:
             continue
-        # A multi-host group shards over every chip of the slice; a single-host pod over its own.
-        total = where.slice_for(chips).chips if pod.multi_host else chips
-        for container, _ in _serving(pod):
-            flags = container.flags
-            tp = _flag_number(flags, "tensor-parallel-size", facts.VLLM_DEFAULT_PARALLEL_SIZE)
-            pp = _flag_number(flags, "pipeline-parallel-size", facts.VLLM_DEFAULT_PARALLEL_SIZE)
-            if not isinstance(tp, int) or not isinstance(pp, int) or tp * pp == total:
-                continue
-            fix = f"--tensor-parallel-size={total}" if pp == 1 else f"--tensor-parallel-size x --pipeline-parallel-size = {total}"
-            report(
-                f"{container.label}: --tensor-parallel-size={tp}"
-                + (f" x --pipeline-parallel-size={pp}" if pp != 1 else "")
-                + f" uses {tp * pp} chips but the {'slice' if pod.multi_host else 'pod'} holds {total} ({where.topology}); "
-                f"vLLM on TPU must shard over all of them. Set {fix}.",
-                None,
-            )
+        for where in placements(pod, classes):
+            # A multi-host group shards over every chip of the slice; a single-host pod over its own.
+            held = where.slice_for(chips).chips if pod.multi_host else chips
+            total = held * where.generation.devices_per_chip
+            unit = "chips" if where.generation.devices_per_chip == 1 else "devices"
+            for container, _ in _serving(pod):
+                flags = container.flags
+                default = facts.VLLM_DEFAULT_PARALLEL_SIZE
+                sizes = [_flag_number(flags, f"{name}-parallel-size", default) for name in ("tensor", "pipeline", "data")]
+                if not all(isinstance(n, int) for n in sizes):
+                    continue
+                tp, pp, dp = sizes
+                if tp * pp * dp == total:
+                    continue
+                used = f"--tensor-parallel-size={tp}" + "".join(
+                    f" x --{name}-parallel-size={n}" for name, n in (("pipeline", pp), ("data", dp)) if n != 1
+                )
+                fix = f"--tensor-parallel-size={total}" if pp == dp == 1 else f"their product = {total}"
+                report(
+                    f"{container.label}: {used} uses {tp * pp * dp} {unit} but the {'slice' if pod.multi_host else 'pod'} holds "
+                    f"{_devices(where.generation, held)} ({where.topology}); vLLM on TPU must shard over all of them. Set {fix}.",
+                    obj.urn,
+                )
 
 
 # --- model-fits-hbm ------------------------------------------------------------------------------
-def validate_model_fits(args: ResourceValidationArgs, report: ReportViolation) -> None:
-    for pod in _pods(args):
-        where = placement(pod)
-        if where is None:
-            continue
+def _replica_slice(where: Placement, chips: Any, data_parallel: int) -> facts.Slice | None:
+    """The slice one model replica holds: the pod's (or group's) slice, or for --data-parallel-size N
+    the single-host slice of 1/N of its chips."""
+    whole_slice = where.slice_for(chips)
+    if data_parallel == 1:
+        return whole_slice
+    per_replica, rest = divmod(whole_slice.chips, data_parallel)
+    return None if rest else next((s for s in where.generation.slices if s.chips == per_replica and not s.multi_host), None)
+
+
+def validate_model_fits(args: StackValidationArgs, report: ReportViolation) -> None:
+    for obj, pod, classes in _pods(args):
         chips = pod.tpu_chips
-        tpu_slice = where.slice_for(chips)
-        for container, model in _serving(pod):
-            arch = models.lookup(model)
-            if arch is None:
-                continue
-            flags = container.flags
-            max_len = _flag_number(flags, "max-model-len", arch.max_context)
-            utilization = _flag_number(flags, "gpu-memory-utilization", facts.VLLM_DEFAULT_GPU_MEMORY_UTILIZATION, float)
-            if not isinstance(max_len, int) or not isinstance(utilization, float):
-                continue
-            try:
-                sizing.resolve(
-                    key=f"{container.label} --model",
-                    arch=arch,
-                    generation=where.generation,
-                    topology=tpu_slice.topology,
-                    machine_type=tpu_slice.machine_type,
-                    max_model_len=max_len,
-                    concurrency=1,
-                    memory_utilization=utilization,
-                    allow_multi_host=tpu_slice.multi_host,
-                )
-            except ConfigError as error:
-                report(
-                    f"{container.label}: {model} on {where.generation.name} {tpu_slice.topology} at --max-model-len={max_len} and "
-                    f"--gpu-memory-utilization={utilization:g}: {error.allowed}. Select a larger topology (and its chips) or a "
-                    f"lower --max-model-len, or vLLM fails at start-up (RESOURCE_EXHAUSTED on HBM).",
-                    None,
-                )
+        for where in placements(pod, classes):
+            for container, model in _serving(pod):
+                arch = models.lookup(model)
+                if arch is None:
+                    continue
+                flags = container.flags
+                max_len = _flag_number(flags, "max-model-len", arch.max_context)
+                utilization = _flag_number(flags, "gpu-memory-utilization", facts.VLLM_DEFAULT_GPU_MEMORY_UTILIZATION, float)
+                data_parallel = _flag_number(flags, "data-parallel-size", 1)
+                if not isinstance(max_len, int) or not isinstance(utilization, float) or not isinstance(data_parallel, int):
+                    continue
+                tpu_slice = _replica_slice(where, chips, max(data_parallel, 1))
+                if tpu_slice is None:
+                    continue
+                try:
+                    sizing.resolve(
+                        key=f"{container.label} --model",
+                        arch=arch,
+                        generation=where.generation,
+                        topology=tpu_slice.topology,
+                        machine_type=tpu_slice.machine_type,
+                        max_model_len=max_len,
+                        concurrency=1,
+                        memory_utilization=utilization,
+                        allow_multi_host=tpu_slice.multi_host,
+                    )
+                except ConfigError as error:
+                    replica = f" (one of {data_parallel} data-parallel replicas)" if data_parallel > 1 else ""
+                    report(
+                        f"{container.label}: {model} on {where.generation.name} {tpu_slice.topology}{replica} at --max-model-len={max_len} "
+                        f"and --gpu-memory-utilization={utilization:g}: {error.allowed}. Select a larger topology (and its chips) "
+                        f"or a lower --max-model-len, or vLLM fails at start-up (RESOURCE_EXHAUSTED on HBM).",
+                        obj.urn,
+                    )
 
 
 # --- tpu-node-pool-shape -------------------------------------------------------------------------
@@ -302,7 +419,7 @@ def validate_node_pool_shape(args: ResourceValidationArgs, report: ReportViolati
         report(
             f"{label}: {topology} is a multi-host slice ({shape.vms} VMs of {machine}, interrupted and replaced as a unit) "
             f"and this stack serves single-host workloads; choose {_single_host(generation)}, or set {ALLOW_MULTI_HOST} "
-            f"in the policy config for a multi-host ({', '.join(MULTI_HOST_KINDS)}) workload.",
+            f"in the policy config for a multi-host workload ({'; '.join(MULTI_HOST_KINDS)}).",
             None,
         )
     if kind is not UNKNOWN and kind != "COMPACT":
@@ -342,7 +459,7 @@ def validate_node_pool_match(args: StackValidationArgs, report: ReportViolation)
     listing = "; ".join(f"{name}: {a} {t}" for (a, t), name in offered.items()) or "none"
     for obj in stack_objects(args.resources):
         for pod in pod_templates(obj):
-            where = placement(pod)
+            where = placement(pod)  # by labels only: a ComputeClass creates or names its own nodes
             if where is None or (where.generation.accelerator, where.topology) in offered:
                 continue  # tpu-pod-topology reports selectors that name no slice at all
             machines = " or ".join(sorted({s.machine_type for s in where.slices}))
@@ -365,10 +482,11 @@ def validate_gke_version(args: StackValidationArgs, report: ReportViolation) -> 
             if known is not None:
                 users.setdefault(known[0].name, []).append(f"NodePool {resource.name}")
                 pool_versions.append((resource, known[0], at(props, "version")))
-    for obj in stack_objects(args.resources):
+    objects = stack_objects(args.resources)
+    classes = compute_classes(objects)
+    for obj in objects:
         for pod in pod_templates(obj):
-            used = facts.ACCELERATOR_TO_GENERATION.get(a) if isinstance(a := pod.selector(ACC), str) else None
-            if used is not None:
+            for used in dict.fromkeys(p.generation.name for p in placements(pod, classes)):
                 users.setdefault(used, []).append(pod.label)
     for resource in args.resources:
         if resource.resource_type != CLUSTER:
@@ -399,7 +517,7 @@ def validate_gke_version(args: StackValidationArgs, report: ReportViolation) -> 
 
 
 POLICIES = [
-    ResourceValidationPolicy(
+    StackValidationPolicy(
         name="tpu-pod-topology",
         description="Pods that use TPUs select both TPU node labels, with an accelerator and topology GKE offers, "
         "and a topology one pod can hold unless the workload is built for multi-host.",
@@ -407,7 +525,7 @@ POLICIES = [
         enforcement_level=EnforcementLevel.MANDATORY,
         severity=Severity.HIGH,
     ),
-    ResourceValidationPolicy(
+    StackValidationPolicy(
         name="tpu-chip-request",
         description="A pod requests google.com/tpu with request equal to limit, and exactly the chips of one node "
         "of the topology it selects.",
@@ -415,14 +533,15 @@ POLICIES = [
         enforcement_level=EnforcementLevel.MANDATORY,
         severity=Severity.HIGH,
     ),
-    ResourceValidationPolicy(
+    StackValidationPolicy(
         name="tpu-tensor-parallel",
-        description="vLLM's --tensor-parallel-size (times --pipeline-parallel-size) equals the TPU chips it runs on.",
+        description="vLLM's --tensor-parallel-size (times --pipeline-parallel-size and --data-parallel-size) equals the "
+        "TPU devices it runs on (chips times the generation's TensorCores per chip).",
         validate=validate_tensor_parallel,
         enforcement_level=EnforcementLevel.MANDATORY,
         severity=Severity.HIGH,
     ),
-    ResourceValidationPolicy(
+    StackValidationPolicy(
         name="model-fits-hbm",
         description="Where the model's size is known, its weights plus a KV cache for one full-length sequence fit "
         "the slice's HBM at the configured --gpu-memory-utilization.",
@@ -442,7 +561,7 @@ POLICIES = [
                 ALLOW_MULTI_HOST: {
                     "type": "boolean",
                     "default": False,
-                    "description": "Allow multi-host slices (for a LeaderWorkerSet workload).",
+                    "description": "Allow multi-host slices (for a LeaderWorkerSet, JobSet, Indexed Job or Ray multi-host workload).",
                 }
             }
         ),

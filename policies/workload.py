@@ -33,45 +33,124 @@ def _containers(args: ResourceValidationArgs) -> Iterator[Container]:
         yield from pod.all_containers
 
 
+# A tag that names one build: a version number, a date stamp (20250801_0916_RC01) or a commit id.
+_VERSIONED = re.compile(r"\d+\.\d+")
+_DATED = re.compile(r"(?<!\d)20\d{6}(?!\d)")
+_COMMIT = re.compile(r"(?=[0-9a-f]*\d)(?=[0-9a-f]*[a-f])[0-9a-f]{7,40}")
+_FOUR_PART = re.compile(r"v?(\d+)\.(\d+)\.(\d+)\.\d+")
+
+
+def repository(image: str) -> str:
+    """docker.io/vllm/vllm-tpu:v0.22.0@sha256:... -> vllm/vllm-tpu"""
+    name = image.split("@", 1)[0]
+    head, _, last = name.rpartition("/")
+    name = f"{head}/{last.split(':', 1)[0]}" if head else last.split(":", 1)[0]
+    for prefix in ("docker.io/", "index.docker.io/", "library/"):
+        name = name.removeprefix(prefix)
+    return name
+
+
+def has_digest(image: str) -> bool:
+    return "@sha256:" in image
+
+
+def unpinned(image: str, tag: str | None) -> str | None:
+    """Why an image can run a different build after a restart; None when it is a digest or a release tag."""
+    if has_digest(image):
+        return None
+    if tag is None:
+        return "has no tag (= latest)"
+    if tag == "latest":
+        return "uses latest"
+    words = set(re.split(r"[-_.+]", tag.lower()))
+    moving = [w for w in facts.MOVING_IMAGE_TAGS if w in words]
+    if moving:
+        return f"uses the moving tag {tag} ({moving[0]} names a channel, not a build)"
+    if _VERSIONED.search(tag) or _DATED.search(tag) or _COMMIT.fullmatch(tag):
+        return None
+    return f"uses tag {tag}, which names no release (no version number)"
+
+
+def release_version(tag: str | None) -> tuple[int, ...] | None:
+    """The vLLM release in a tag: v0.22.0, 0.22.0, v0.10.1.1 (a patch of a patch counts as its base)."""
+    if tag is None:
+        return None
+    found = facts.parse_vllm_version(tag)
+    if found is None and (match := _FOUR_PART.fullmatch(tag)):
+        found = tuple(int(part) for part in match.groups())
+    return found
+
+
 def _version(container: Container) -> tuple[int, ...] | None:
-    """The vLLM version an image runs; `latest` (or no tag) is at least the newest release the stack knows."""
-    if not isinstance(container.image, str) or "@" in container.image:
+    """The vLLM version an image runs; a moving tag (or none) is at least the newest release the stack knows."""
+    if not isinstance(container.image, str):
         return None
     tag = container.image_tag
-    return facts.parse_vllm_version(facts.VLLM_DEFAULT_TAG if tag in (None, "latest") else tag)
+    if tag is None and has_digest(container.image):
+        return None
+    if tag is None or unpinned(container.image, tag) is not None:
+        return facts.parse_vllm_version(facts.VLLM_DEFAULT_TAG)
+    return release_version(tag)
+
+
+def _upgrade(image: str, version: str) -> str:
+    """What to run instead, in the image's own family: the TPU or the CUDA upstream image, or the user's own build."""
+    repo = repository(image)
+    if repo in (facts.VLLM_IMAGE_REPOSITORY, facts.VLLM_GPU_IMAGE_REPOSITORY):
+        return f"{repo}:v{version} or later"
+    return f"a build of {repo} on vLLM {version} or later, tagged with that version (e.g. {repo}:v{version})"
 
 
 # --- image-tag-pinned ----------------------------------------------------------------------------
 def validate_image_tag(args: ResourceValidationArgs, report: ReportViolation) -> None:
     for container in _containers(args):
         image = container.image
-        if not isinstance(image, str) or "@" in image or container.image_tag not in (None, "latest"):
+        if not isinstance(image, str):
+            continue  # unknown during preview, or a template placeholder
+        problem = unpinned(image, container.image_tag)
+        if problem is None:
             continue
-        example = f"{facts.VLLM_IMAGE_REPOSITORY}:{facts.VLLM_DEFAULT_TAG}" if container.is_vllm else "a release tag"
+        repo = repository(image)
+        vllm_family = repo in (facts.VLLM_IMAGE_REPOSITORY, facts.VLLM_GPU_IMAGE_REPOSITORY)
+        example = f"{repo}:{facts.VLLM_DEFAULT_TAG}" if vllm_family else f"a release tag of {repo}"
         report(
-            f"{container.label}: image {image} {'has no tag (= latest)' if container.image_tag is None else 'uses latest'}, so a pod "
-            f"restart can run a different server than the one tested. Pin {example} or a digest (@sha256:...).",
+            f"{container.label}: image {image} {problem}, so a pod restart can run a different server than the one tested. "
+            f"Pin {example} or a digest (@sha256:...).",
             None,
         )
 
 
 # --- vllm-minimum-version ------------------------------------------------------------------------
 def validate_vllm_version(args: ResourceValidationArgs, report: ReportViolation) -> None:
-    wanted = str(args.get_config().get(MINIMUM_VERSION, DEFAULT_MINIMUM_VERSION))
+    wanted = str(args.get_config().get(MINIMUM_VERSION, DEFAULT_MINIMUM_VERSION)).lstrip("v")
     minimum = facts.parse_vllm_version(wanted)
     assert minimum is not None, "the config schema's pattern admits versions only"
     for container in _containers(args):
+        image = container.image
+        if not container.is_vllm or not isinstance(image, str):
+            continue
         tag = container.image_tag
-        version = facts.parse_vllm_version(tag) if container.is_vllm and tag else None
-        if version is not None and version < minimum:
+        if unpinned(image, tag) is not None:
+            continue  # latest, no tag or a moving tag runs the newest build; image-tag-pinned reports it
+        version = release_version(tag)
+        use = _upgrade(image, wanted)
+        if version is None:
+            why = "is pinned by digest only" if tag is None else f"has tag {tag}"
+            report(
+                f"{container.label}: image {image} {why}, which names no vLLM release, so the pack cannot tell whether it is "
+                f"older than the minimum {wanted} ({facts.VLLM_MIN_SAFE_ADVISORY} before {DEFAULT_MINIMUM_VERSION}). Use {use} "
+                f"(a digest may follow the tag: image:tag@sha256:...).",
+                None,
+            )
+        elif version < minimum:
             advisory = (
                 f" ({facts.VLLM_MIN_SAFE_ADVISORY}: the API key check can be bypassed with a crafted Host header)"
                 if version < facts.VLLM_MIN_SAFE_VERSION
                 else ""
             )
             report(
-                f"{container.label}: image {container.image} runs vLLM {'.'.join(map(str, version))}, older than the minimum "
-                f"{wanted}{advisory}. Use {facts.VLLM_IMAGE_REPOSITORY}:v{wanted.lstrip('v')} or later.",
+                f"{container.label}: image {image} runs vLLM {'.'.join(map(str, version))}, older than the minimum "
+                f"{wanted}{advisory}. Use {use}.",
                 None,
             )
 

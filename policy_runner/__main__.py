@@ -1,6 +1,7 @@
-"""`python -m policy_runner check FILE.yaml ... [--config policies/config/prod.json]`: the pack
-over plain Kubernetes YAML. Exit 0 when no mandatory violation, 1 when there is one, 2 when the
-files, the config or the pack cannot be used."""
+"""`python -m policy_runner check FILE.yaml|DIR|- ... [--config policies/config/prod.json]`: the
+pack over plain Kubernetes YAML. Exit 0 when no mandatory violation, 1 when there is one, 2 when
+the files, the config or the pack cannot be used, or when no object is of a kind the pack reads.
+Objects of other kinds and template placeholders are listed as not checked."""
 
 from __future__ import annotations
 
@@ -11,7 +12,8 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from policy_runner.config import PolicyConfigError, load_policy_config
-from policy_runner.manifests import PROJECT, STACK, ManifestError, load_manifests
+from policy_runner.coverage import coverage
+from policy_runner.manifests import PROJECT, STACK, ManifestError, load_manifests, manifest_files
 from policy_runner.report import render
 from policy_runner.session import POLICY_PACK, PolicyPackError, analyze
 
@@ -20,19 +22,26 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m policy_runner", description="Run the stack's policy pack without the Pulumi CLI.")
     commands = parser.add_subparsers(dest="command", required=True)
     check = commands.add_parser("check", help="check Kubernetes YAML files (multi-document) as one stack")
-    check.add_argument("files", nargs="+", type=Path, metavar="FILE.yaml")
+    check.add_argument("files", nargs="+", type=Path, metavar="FILE.yaml", help="files, directories (their *.yaml, *.yml) or - for stdin")
     check.add_argument("--config", type=Path, help="a --policy-pack-config JSON file, e.g. policies/config/prod.json")
     check.add_argument("--policy-pack", type=Path, default=POLICY_PACK, help="the policy pack directory (default: %(default)s)")
     args = parser.parse_args(argv)
     try:
-        resources = load_manifests(args.files)
+        files = manifest_files(args.files)
+        resources = load_manifests(files)
+        seen = coverage(resources)
+        if not seen.checked:
+            raise ManifestError(f"nothing to check: {seen.notes[0]}")
         report = analyze(resources, load_policy_config(args.config), project=PROJECT, stack=STACK, policy_pack=args.policy_pack)
     except (ManifestError, PolicyConfigError, PolicyPackError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
-    print(render(report, local_path=os.path.relpath(args.policy_pack)))
+    print(render(report, local_path=os.path.relpath(args.policy_pack), notes=seen.notes))
     advisory = len(report.violations) - len(report.mandatory)
-    print(f"{len(resources)} objects from {len(args.files)} files: {len(report.mandatory)} mandatory, {advisory} advisory violations")
+    print(
+        f"{seen.checked} of {len(resources)} objects checked, from {len(files)} files: "
+        f"{len(report.mandatory)} mandatory, {advisory} advisory violations"
+    )
     return report.exit_code
 
 

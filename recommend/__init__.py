@@ -1,7 +1,10 @@
 """`python -m recommend --model ID`: the TPU slice a model needs, and the table behind the choice.
 
 The arithmetic is components/sizing.py's, the very code that resolves `topology: auto` in a
-stack, so what this prints is what a deployment would get. Exit status: 0 when some generation
+stack, so what this prints is what a deployment would get. It never touches the network, except
+with --from-hub, which reads the model's config.json from the Hugging Face Hub (HF_TOKEN or the
+token file huggingface_hub writes), sizes it, prints the catalog entry to add and, with --save,
+writes the fact file under tests/fixtures/model_configs/. Exit status: 0 when some generation
 asked about has a slice that fits, 1 when none has, 2 on bad input (one line on stderr).
 """
 
@@ -11,18 +14,49 @@ import argparse
 import json
 import re
 import sys
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, NoReturn
 
 from rich.console import Console
 from rich.table import Table
 
 from components import facts, models, sizing
-from components.errors import ConfigError
+from components.errors import ConfigError, for_user
 
 ALL = "all"
 HF_ID_RE = re.compile(r"[\w.-]+/[\w.-]+")
+FACTS_DIR = Path(__file__).resolve().parent.parent / "tests" / "fixtures" / "model_configs"
+# The config.json fields sizing reads; a fact file keeps these and its source.
+FACT_FIELDS = (
+    "architectures",
+    "model_type",
+    "hidden_size",
+    "intermediate_size",
+    "moe_intermediate_size",
+    "num_hidden_layers",
+    "num_attention_heads",
+    "num_key_value_heads",
+    "head_dim",
+    "global_head_dim",
+    "num_global_key_value_heads",
+    "attention_k_eq_v",
+    "layer_types",
+    "vocab_size",
+    "tie_word_embeddings",
+    "max_position_embeddings",
+    "num_local_experts",
+    "num_experts",
+    "decoder_sparse_step",
+    "mlp_only_layers",
+    "kv_lora_rank",
+    "torch_dtype",
+    "dtype",
+    "quantization_config",
+    "text_config",
+    "vision_config",
+)
 
 
 class BadInput(Exception):
@@ -49,9 +83,25 @@ def _parser() -> _Parser:
         default=str(sizing.DEFAULT_MEMORY_UTILIZATION),
         help="share of HBM vLLM may use, --gpu-memory-utilization (default %(default)s)",
     )
+    parser.add_argument(
+        "--quantization",
+        default="auto",
+        help=f"weights as served: {', '.join(models.QUANTIZATIONS)} (default auto: the checkpoint's, from config.json or the id)",
+    )
+    parser.add_argument(
+        "--kv-cache-dtype",
+        default=sizing.DEFAULT_KV_CACHE_DTYPE,
+        help=f"vLLM --kv-cache-dtype: {', '.join(sizing.KV_CACHE_DTYPES)} (default %(default)s: bfloat16 on TPU)",
+    )
     parser.add_argument("--allow-multi-host", action="store_true", help="consider slices of several VMs")
     parser.add_argument("--config-json", metavar="PATH", help="the model's config.json, for a model the catalog lacks")
-    parser.add_argument("--params-b", metavar="BILLIONS", help="total parameters, when --config-json's model type does not give them")
+    parser.add_argument("--params-b", metavar="BILLIONS", help="total parameters, when the config.json's model type does not give them")
+    parser.add_argument(
+        "--from-hub",
+        action="store_true",
+        help="online: read config.json from the Hugging Face Hub (HF_TOKEN or a token file) and print the catalog entry to add",
+    )
+    parser.add_argument("--save", action="store_true", help="with --from-hub: write the fact file under tests/fixtures/model_configs/")
     parser.add_argument("--json", action="store_true", help="print JSON instead of tables")
     return parser
 
@@ -65,6 +115,10 @@ class Request:
     memory_utilization: float
     allow_multi_host: bool
     as_json: bool
+    kv_cache_dtype: str = sizing.DEFAULT_KV_CACHE_DTYPE
+    checkpoint_dtype: str = "bfloat16"
+    hub_config: Mapping[str, Any] | None = None
+    save: bool = False
 
 
 def _whole(option: str, text: str, bounds: tuple[int, int]) -> int:
@@ -97,19 +151,39 @@ def _request(argv: Sequence[str] | None) -> Request:
     max_model_len = _whole("--max-model-len", args.max_model_len, sizing.MAX_MODEL_LEN_RANGE)
     concurrency = _whole("--concurrency", args.concurrency, sizing.CONCURRENCY_RANGE)
     utilization = _number("--memory-utilization", args.memory_utilization, sizing.MEMORY_UTILIZATION_RANGE, "a share")
+    if args.quantization not in models.QUANTIZATIONS:
+        raise BadInput(f"--quantization = {args.quantization!r}: one of {', '.join(models.QUANTIZATIONS)}")
+    if args.kv_cache_dtype not in sizing.KV_CACHE_DTYPES:
+        raise BadInput(f"--kv-cache-dtype = {args.kv_cache_dtype!r}: one of {', '.join(sizing.KV_CACHE_DTYPES)}")
     params_b = None if args.params_b is None else _number("--params-b", args.params_b, (0.01, 100_000), "billions of parameters")
-    if params_b is not None and args.config_json is None:
-        raise BadInput(f"--params-b = {args.params_b!r}: only goes with --config-json (catalog models have their count)")
-    if args.config_json is not None:
+    if args.from_hub and args.config_json is not None:
+        raise BadInput("--from-hub: reads the Hub's config.json, so it does not go with --config-json")
+    if args.save and not args.from_hub:
+        raise BadInput("--save: only goes with --from-hub")
+    if params_b is not None and args.config_json is None and not args.from_hub:
+        raise BadInput(f"--params-b = {args.params_b!r}: only goes with --config-json or --from-hub (catalog models have their count)")
+    hub_config: Mapping[str, Any] | None = None
+    if args.from_hub:
+        try:
+            hub_config = models.download_config_json(args.model, models.hub_token())
+        except ValueError as err:
+            raise BadInput(f"--from-hub: {err}") from None
+        arch = models.parse_config_json(
+            "--from-hub", args.model, hub_config, origin=models.HUB_CONFIG_URL.format(hf_id=args.model), params_b=params_b, source="hub"
+        )
+    elif args.config_json is not None:
         arch = models.from_config_json_path("--config-json", args.model, args.config_json, params_b)
     else:
         found = models.lookup(args.model)
         if found is None:
             raise BadInput(
-                f"--model = {args.model!r}: not in the catalog (components/models.py) and not read from the Hub "
-                f"(needs {models.HUB_TOKEN_ENV[0]} and network); pass --config-json PATH with its config.json"
+                f"--model = {args.model!r}: not in the catalog (components/models.py); pass --config-json PATH with its "
+                "config.json, or read it once with --from-hub (make recommend FROM_HUB=1, online)"
             )
         arch = found
+    checkpoint_dtype = arch.dtype
+    if args.quantization != "auto":
+        arch = arch.served_as(args.quantization)
     sizing.check_context("--max-model-len", arch, max_model_len)
     return Request(
         arch=arch,
@@ -119,6 +193,10 @@ def _request(argv: Sequence[str] | None) -> Request:
         memory_utilization=utilization,
         allow_multi_host=args.allow_multi_host,
         as_json=args.json,
+        kv_cache_dtype=args.kv_cache_dtype,
+        checkpoint_dtype=checkpoint_dtype,
+        hub_config=hub_config,
+        save=args.save,
     )
 
 
@@ -154,7 +232,9 @@ def _plans(request: Request) -> tuple[Plan, ...]:
     return tuple(
         Plan(
             generation,
-            sizing.candidates(request.arch, generation, request.max_model_len, request.concurrency, request.memory_utilization),
+            sizing.candidates(
+                request.arch, generation, request.max_model_len, request.concurrency, request.memory_utilization, request.kv_cache_dtype
+            ),
             request.allow_multi_host,
         )
         for generation in request.generations
@@ -173,6 +253,7 @@ def _serving_args(choice: sizing.Sizing) -> dict[str, Any]:
         "vms": choice.slice.vms,
         "chips": choice.slice.chips,
         "tensor_parallel_size": choice.tensor_parallel_size,
+        "kv_cache_dtype": choice.kv_cache_dtype,
         "max_num_seqs": choice.max_num_seqs,
         "max_num_batched_tokens": choice.max_num_batched_tokens,
     }
@@ -190,18 +271,25 @@ def as_json(request: Request, plans: Sequence[Plan]) -> dict[str, Any]:
             "kv_heads": arch.kv_heads,
             "head_dim": arch.head_dim,
             "dtype": arch.dtype,
+            "checkpoint_dtype": request.checkpoint_dtype,
+            "quantization": arch.quantization,
+            "unquantized_params_b": arch.unquantized_params_b,
+            "weights_gib": _gib(arch.weight_bytes),
             "max_context": arch.max_context,
+            "kv_groups": [list(group) for group in arch.kv_groups],
         },
         "request": {
             "max_model_len": request.max_model_len,
             "concurrency": request.concurrency,
             "memory_utilization": request.memory_utilization,
+            "kv_cache_dtype": request.kv_cache_dtype,
             "allow_multi_host": request.allow_multi_host,
         },
         "generations": [
             {
                 "generation": plan.generation.name,
                 "hbm_gib_per_chip": plan.generation.hbm_gib_per_chip,
+                "devices_per_chip": plan.generation.devices_per_chip,
                 "choice": _serving_args(plan.choice) if plan.choice else None,
                 "candidates": [
                     {
@@ -209,6 +297,7 @@ def as_json(request: Request, plans: Sequence[Plan]) -> dict[str, Any]:
                         "machine_type": c.slice.machine_type,
                         "vms": c.slice.vms,
                         "chips": c.slice.chips,
+                        "tensor_parallel_size": c.tensor_parallel_size,
                         "multi_host": c.slice.multi_host,
                         "hbm_gib": _gib(c.hbm_bytes),
                         "usable_gib": _gib(c.usable_bytes),
@@ -234,19 +323,32 @@ def _print_tables(console: Console, request: Request, plans: Sequence[Plan]) -> 
     arch = request.arch
     console.print(
         f"[bold]{arch.hf_id}[/] ({arch.source}): {arch.params_b:g}B parameters in {arch.dtype}, {arch.layers} layers, "
-        f"{arch.attention_heads} attention heads, {arch.kv_heads} KV heads of {arch.head_dim}, "
-        f"max context {arch.max_context or 'unknown'}"
+        f"{arch.attention_heads} attention heads, {_kv_shape(arch)}, max context {arch.max_context or 'unknown'}"
     )
+    console.print(f"Weights: {_weights_formula(arch)}")
+    if arch.dtype != request.checkpoint_dtype:
+        console.print(
+            f"[yellow]--quantization {arch.dtype}: the checkpoint is {request.checkpoint_dtype}; serve a checkpoint stored in "
+            f"{arch.dtype} (e.g. a -FP8 / -AWQ sibling) for this sizing to hold[/]"
+        )
     console.print(
         f"Asked: {request.max_model_len} tokens per sequence, {request.concurrency} at once, memory utilization "
-        f"{request.memory_utilization:g}, {'multi-host allowed' if request.allow_multi_host else 'single-host only'}"
+        f"{request.memory_utilization:g}, KV cache {request.kv_cache_dtype} "
+        f"({models.KV_CACHE_DTYPE_BYTES[request.kv_cache_dtype]} bytes per value), "
+        f"{'multi-host allowed' if request.allow_multi_host else 'single-host only'}"
     )
     for plan in plans:
-        table = Table(title=f"{plan.generation.name}: {plan.generation.hbm_gib_per_chip:g} GiB HBM per chip", title_justify="left")
+        devices = plan.generation.devices_per_chip
+        table = Table(
+            title=f"{plan.generation.name}: {plan.generation.hbm_gib_per_chip:g} GiB HBM per chip, "
+            f"{devices} device{'s' if devices > 1 else ''} per chip (tensor parallel = devices)",
+            title_justify="left",
+        )
         for header in (
             "topology",
             "VMs x machine",
             "chips",
+            "TP",
             "HBM GiB (usable)",
             "weights GiB",
             "overhead GiB",
@@ -262,6 +364,7 @@ def _print_tables(console: Console, request: Request, plans: Sequence[Plan]) -> 
                 c.slice.topology,
                 f"{c.slice.vms} x {c.slice.machine_type}",
                 str(c.slice.chips),
+                str(c.tensor_parallel_size),
                 f"{sizing.gib(c.hbm_bytes):g} ({sizing.gib(c.usable_bytes):.1f})",
                 f"{sizing.gib(c.weights_bytes):.1f}",
                 f"{sizing.gib(c.overhead_bytes):.1f}",
@@ -278,28 +381,80 @@ def _print_tables(console: Console, request: Request, plans: Sequence[Plan]) -> 
             console.print(f"[bold red]{plan.generation.name}: no slice fits[/]")
             continue
         console.print(f"[bold]choice:[/] {choice.describe()}")
+        kv_key = f", kvCacheDtype: {choice.kv_cache_dtype}" if choice.kv_cache_dtype != sizing.DEFAULT_KV_CACHE_DTYPE else ""
+        kv_flag = f" --kv-cache-dtype {choice.kv_cache_dtype}" if kv_key else ""
         console.print(
             f"  stack config: generation: {plan.generation.name}, topology: {choice.slice.topology}, machineType: "
-            f"{choice.slice.machine_type}; vLLM: --tensor-parallel-size {choice.tensor_parallel_size} "
-            f"--max-num-seqs {choice.max_num_seqs} --max-num-batched-tokens {choice.max_num_batched_tokens}"
+            f"{choice.slice.machine_type}{kv_key}; vLLM: --tensor-parallel-size {choice.tensor_parallel_size} "
+            f"--max-num-seqs {choice.max_num_seqs} --max-num-batched-tokens {choice.max_num_batched_tokens}{kv_flag}"
         )
     console.print(
         f"Fits: after weights and overhead ({sizing.RUNTIME_GIB_PER_CHIP:g} GiB per chip + "
         f"{sizing.ACTIVATION_SHARE_OF_WEIGHTS:.0%} of the weights), the KV cache holds at least "
-        f"{sizing.MIN_KV_SEQUENCES} sequences (or all asked, if fewer) and the heads split over the chips.\n"
+        f"{sizing.MIN_KV_SEQUENCES} sequences (or all asked, if fewer) and the heads split over the TP devices.\n"
+        f"KV per token = 2 (K, V) x layers x max(KV heads, TP) x head_dim (padded to 128) x "
+        f"{models.KV_CACHE_DTYPE_BYTES[request.kv_cache_dtype]} bytes, summed over each kind of layer.\n"
         "Cost: chip-hours relative to the choice, within a generation; per-chip prices differ between generations."
     )
+
+
+def _kv_shape(arch: models.ModelArch) -> str:
+    return " + ".join(f"{layers} layers x {kv} KV heads of {dim}" for layers, kv, dim in arch.kv_groups)
+
+
+def _weights_formula(arch: models.ModelArch) -> str:
+    per = models.DTYPE_BYTES[arch.dtype]
+    if per < 2 and arch.unquantized_params_b:
+        kept = arch.unquantized_params_b
+        return (
+            f"({arch.params_b:g}B - {kept:.4g}B kept in 16 bits) x {per:g} + {kept:.4g}B x 2 bytes = "
+            f"{sizing.gib(arch.weight_bytes):.1f} GiB"
+        )
+    return f"{arch.params_b:g}B x {per:g} bytes = {sizing.gib(arch.weight_bytes):.1f} GiB"
+
+
+def fact_file(hf_id: str, config: Mapping[str, Any]) -> dict[str, Any]:
+    """The fields of a config.json that sizing reads, with where they came from."""
+    kept = {k: v for k, v in config.items() if k in FACT_FIELDS}
+    return {"_source": models.HUB_CONFIG_URL.format(hf_id=hf_id), **kept}
+
+
+def catalog_entry(arch: models.ModelArch) -> str:
+    """The line to paste into components/models.py's _CATALOG."""
+    line = (
+        f'    *_family(("{arch.hf_id}",), {arch.params_b:.4g}, {arch.layers}, {arch.attention_heads}, {arch.kv_heads}, '
+        f"{arch.head_dim}, {arch.max_context or 0}, {arch.unquantized_params_b:.4f}),"
+    )
+    notes = []
+    if arch.dtype != "bfloat16":
+        notes.append(f"weights are {arch.dtype}: give the entry dtype={arch.dtype!r}")
+    if arch.global_layers:
+        notes.append("its full-attention layers cache another shape: keep it as a fact file read by from_config_json_path")
+    return line + (f"  # {'; '.join(notes)}" if notes else "")
+
+
+def _from_hub_report(request: Request) -> None:
+    assert request.hub_config is not None
+    name = request.arch.hf_id.split("/")[-1]
+    print(f"# {request.arch.hf_id}: read from {models.HUB_CONFIG_URL.format(hf_id=request.arch.hf_id)}", file=sys.stderr)
+    print(f"# catalog entry (components/models.py _CATALOG):\n{catalog_entry(request.arch)}", file=sys.stderr)
+    if request.save:
+        path = FACTS_DIR / f"{name}.json"
+        path.write_text(json.dumps(fact_file(request.arch.hf_id, request.hub_config), indent=2) + "\n", encoding="utf-8")
+        print(f"# fact file written: {path}", file=sys.stderr)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     try:
         request = _request(argv)
     except BadInput as err:
-        print(f"recommend: {err}", file=sys.stderr)
+        print(for_user(f"recommend: {err}"), file=sys.stderr)
         return 2
     except ConfigError as err:
-        print(f"recommend: {err.key} = {err.value!r}: {err.allowed}", file=sys.stderr)
+        print(for_user(f"recommend: {err.key} = {err.value!r}: {err.allowed}"), file=sys.stderr)
         return 2
+    if request.hub_config is not None:
+        _from_hub_report(request)
     plans = _plans(request)
     if request.as_json:
         print(json.dumps(as_json(request, plans), indent=2))

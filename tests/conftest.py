@@ -8,7 +8,7 @@ import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import pytest
 
@@ -17,7 +17,13 @@ sys.path.insert(0, str(ROOT))
 # Model lookups must never reach the Hugging Face Hub from a test.
 os.environ["HF_HUB_OFFLINE"] = "1"
 
+from pulumi_policy import EnforcementLevel  # noqa: E402
+from pulumi_policy.policy import _PolicyAnalyzerServicer  # noqa: E402
+
 from offline_plan.harness import PlanMocks, ProgramRun, run_program  # noqa: E402
+from policies import pack  # noqa: E402
+from policy_runner import PolicyPackSession  # noqa: E402
+from policy_runner.session import AnalyzerStub  # noqa: E402
 
 PROJECT_NUMBER = "123456789012"
 HF_TOKEN = "hf_TESTtokenDoNotLeak0123456789"
@@ -69,3 +75,18 @@ def run_stack() -> RunStack:
         return run_program(stack, config, secret_keys, project="tpu-serving", plan_mocks=NumberedProjectMocks())
 
     return run
+
+
+class _InProcessAnalyzer:
+    """The SDK's servicer with the analyzer stub's call signature: the protocol without a process."""
+
+    def __init__(self) -> None:
+        self._servicer = _PolicyAnalyzerServicer(pack.NAME, "0.1.0", pack.POLICIES, EnforcementLevel.MANDATORY)
+
+    def __getattr__(self, method: str) -> Callable[..., Any]:
+        call = getattr(self._servicer, method)
+        return lambda request, timeout=None: call(request, None)
+
+
+def in_process_policy_session(project: str, stack: str) -> PolicyPackSession:
+    return PolicyPackSession(cast(AnalyzerStub, _InProcessAnalyzer()), project=project, stack=stack)

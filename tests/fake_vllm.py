@@ -10,8 +10,14 @@ timing and failure behaviour under the test's control:
 * ``GET /v1/models``, ``GET /health`` and ``GET /metrics`` (Prometheus text with
   ``vllm:num_requests_running``, ``vllm:num_requests_waiting`` and the new or old KV-cache
   gauge, each split over two ``engine`` label sets).
-* At most ``max_running`` requests generate at once; the rest wait in a FIFO queue, which is
-  what ``vllm:num_requests_waiting`` reports. Queue time counts towards TTFT, as in vLLM.
+* A fixed number of slots: at most ``max_running`` requests generate at once, each for the
+  same service time (``ttft_s + (num_tokens - 1) * itl_s``), so throughput grows with
+  concurrency up to ``max_running`` and is flat beyond it. The rest wait in a FIFO queue.
+  ``/metrics`` reports the scheduler's own counts: ``vllm:num_requests_running`` is the slots in
+  use, ``vllm:num_requests_waiting`` the queue length, and the KV-cache gauge is
+  ``running / max_running``. A slot is freed when the last token is generated, before the
+  final chunks are written (as vLLM frees a finished sequence), so a closed-loop client at
+  exactly ``max_running`` sees no queue. Queue time counts towards TTFT, as in vLLM.
 * Deterministic fault injection: exactly ``error_rate`` of completion requests get
   ``error_status``, and ``bad_stream_rate`` of the others send one token and then a
   malformed chunk; ``hang=True`` makes every endpoint except ``/health`` never answer.
@@ -66,6 +72,8 @@ class Scheduler:
         self._lock = threading.Lock()
         self._running = 0
         self._waiters: collections.deque[threading.Event] = collections.deque()
+        self.peak_running = 0
+        self.peak_waiting = 0
 
     def counts(self) -> tuple[int, int]:
         with self._lock:
@@ -75,9 +83,11 @@ class Scheduler:
         with self._lock:
             if self._running < self._max_running and not self._waiters:
                 self._running += 1
+                self.peak_running = max(self.peak_running, self._running)
                 return True
             granted = threading.Event()
             self._waiters.append(granted)
+            self.peak_waiting = max(self.peak_waiting, len(self._waiters))
         while not granted.wait(0.05):
             if closing.is_set():
                 with self._lock:
@@ -159,6 +169,9 @@ class FakeVLLM:
 
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
+    # socketserver's default backlog of 5 drops connects when a step opens dozens at once, and
+    # the client's SYN retry (1 s) would then look like a throughput drop.
+    request_queue_size = 256
     fake: FakeVLLM
 
 
@@ -260,6 +273,14 @@ class _Handler(BaseHTTPRequestHandler):
         if not self.fake.scheduler.acquire(self.fake.closing):
             self.close_connection = True
             return
+        slot = True
+
+        def free_slot() -> None:
+            nonlocal slot
+            if slot:
+                slot = False
+                self.fake.scheduler.release()
+
         try:
             base = {"id": "cmpl-fake", "created": int(time.time()), "model": behaviour.model}
             if chat:
@@ -297,6 +318,7 @@ class _Handler(BaseHTTPRequestHandler):
                     self._event("{not json")
                     break
             else:
+                free_slot()
                 if (body.get("stream_options") or {}).get("include_usage"):
                     self._event(
                         {
@@ -315,7 +337,7 @@ class _Handler(BaseHTTPRequestHandler):
             # The client gave up (timeout or cancellation); free the slot and drop the connection.
             self.close_connection = True
         finally:
-            self.fake.scheduler.release()
+            free_slot()
 
 
 def main() -> None:

@@ -117,6 +117,16 @@ SPECIAL_TEXT = (
     ".",
     "/",
     "🦙" * 3,
+    # Free text that must not reach a plan (issue 13): shell, paths, invisible and homoglyph letters.
+    "v0.22.0 ",
+    "v0.22.0;id",
+    "../etc",
+    "v0.22.0\u200b",
+    "m\u0435ta-llama/Llama-3.1-8B",
+    "a..b/c",
+    "nightly",
+    "v0.22.0@sha256:" + "a" * 64,
+    "$(id)",
 )
 KEYS = st.one_of(
     st.text(max_size=8),
@@ -246,6 +256,25 @@ def _cidr(v: Any) -> bool:
     return True
 
 
+def _optional(accepted: Callable[[Any], bool]) -> Callable[[Any], bool]:
+    return lambda v: v is None or accepted(v)
+
+
+# The grammars of issue 13, restated here so a loosened loader fails the fuzz.
+RELEASE_TAG = r"v?[0-9]+\.[0-9]+\.[0-9]+(?:[.-]?post[0-9]+|rc[0-9]+)?(?:@sha256:[0-9a-f]{64})?"
+HF_ID = r"[A-Za-z0-9_](?:[A-Za-z0-9_.-]{0,94}[A-Za-z0-9_])?/[A-Za-z0-9_](?:[A-Za-z0-9_.-]{0,94}[A-Za-z0-9_])?"
+
+
+def _hf_id(v: Any) -> bool:
+    return _matches(HF_ID)(v) and "--" not in v and ".." not in v
+
+
+def _location(v: Any) -> bool:
+    return isinstance(v, str) and (
+        v.upper() in stack_config.GCS_MULTI_REGIONS or re.fullmatch(r"[a-z]+-[a-z]+[0-9]+", v.lower()) is not None
+    )
+
+
 def _models_list(v: Any) -> bool:
     return isinstance(v, list) and any(isinstance(m, Mapping) and "hfId" in m for m in v)
 
@@ -254,12 +283,12 @@ TOPOLOGIES = ("auto", *sorted({s.topology for g in facts.GENERATIONS.values() fo
 MACHINES = tuple(m.name for g in facts.GENERATIONS.values() for m in g.machine_types)
 MODEL_FIELDS: dict[str, Callable[[Any], bool]] = {
     "name": _matches(stack_config.NAME_RE.pattern),
-    "hfId": _matches(r"[\w.-]+/[\w.-]+"),
+    "hfId": _hf_id,
     "generation": _choice(*facts.GENERATIONS),
     "topology": _choice(*TOPOLOGIES),
     "machineType": lambda v: v is None or v in MACHINES,
     "zones": _list,
-    "imageTag": lambda v: _text(v) and v != "latest",
+    "imageTag": _matches(RELEASE_TAG),
     "maxModelLen": _whole(128, 1_048_576),
     "maxNumBatchedTokens": _whole(64, 1_048_576),
     "maxNumSeqs": _whole(1, 4096),
@@ -269,7 +298,7 @@ MODEL_FIELDS: dict[str, Callable[[Any], bool]] = {
     "autoscalingMetric": _choice(*facts.AUTOSCALING_METRICS),
     "autoscalingTarget": _number(0.01, 10_000),
     "capacity": _choice(*stack_config.CAPACITY),
-    "reservation": _optional_text,
+    "reservation": _optional(_matches(r"[a-z]([-a-z0-9]{0,61}[a-z0-9])?")),
     "exposure": _choice(*stack_config.EXPOSURE),
     "sourceRanges": _list,
     "startupMinutes": _whole(stack_config.MIN_STARTUP_MINUTES, 120),
@@ -278,6 +307,7 @@ MODEL_FIELDS: dict[str, Callable[[Any], bool]] = {
     "concurrency": _whole(1, 4096),
     "allowMultiHost": _flag,
     "architecture": _mapping_or_none,
+    "allowBroadRanges": _flag,
 }
 FIELDS: dict[Path, Callable[[Any], bool]] = {
     ("project",): _matches(stack_config.PROJECT_RE.pattern),
@@ -294,14 +324,15 @@ FIELDS: dict[Path, Callable[[Any], bool]] = {
     ("cluster", "deletionProtection"): _flag,
     ("cluster", "privateEndpoint"): _flag,
     ("cluster", "authorizedNetworks"): _list,
-    ("cluster", "systemMachineType"): _text,
+    ("cluster", "systemMachineType"): _matches(r"[a-z][a-z0-9]*(-[a-z0-9]+){1,4}"),
+    ("cluster", "allowBroadRanges"): _flag,
     ("cluster", "systemNodes"): _whole(1, 10),
     ("cluster", "extraTpuZones"): _mapping_or_none,
     ("cluster", "extraTpuZones", "v6e"): _list,
     ("cluster", "authorizedNetworks", 0): _mapping,
-    ("cluster", "authorizedNetworks", 0, "name"): _text,
+    ("cluster", "authorizedNetworks", 0, "name"): _matches(r"[A-Za-z0-9]([A-Za-z0-9 ._()-]{0,61}[A-Za-z0-9._()-])?"),
     ("cluster", "authorizedNetworks", 0, "cidr"): _cidr,
-    ("bucket", "location"): _text,
+    ("bucket", "location"): _location,
     ("models", 0): _mapping,
     ("models", 1): _mapping,
     # configJson is read only when architecture is not set: models[0] has none.

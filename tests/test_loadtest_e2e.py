@@ -15,10 +15,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 from fake_vllm import Behaviour, FakeVLLM
 
 from loadtest.cli import main
 from loadtest.knee import HPA_METRIC
+from loadtest.runner import FAIL_FAST_REQUESTS
 
 REPO = Path(__file__).resolve().parents[1]
 SECRET = "sk-test-7f3a9c-never-print-me"
@@ -68,7 +70,7 @@ def test_measures_ttft_itl_and_throughput(fake: FakeVLLM, capsys: pytest.Capture
     assert step["server"]["running"]["max"] <= 3
 
     # JSON shape.
-    assert set(report) == {"config", "completed", "aborted", "steps", "knee", "recommendation", "plot"}
+    assert set(report) == {"config", "completed", "aborted", "stopped", "steps", "knee", "recommendation", "plot", "stack_edit"}
     assert report["completed"] is True and report["aborted"] is None
     assert report["config"]["model"] == "fake-model"  # discovered from /v1/models
     assert report["config"]["endpoint"] == "/v1/completions"
@@ -101,33 +103,136 @@ def test_measures_ttft_itl_and_throughput(fake: FakeVLLM, capsys: pytest.Capture
     assert data.startswith(b"\x89PNG\r\n\x1a\n") and len(data) > 10_000
 
 
-QUEUED = Behaviour(ttft_s=0.08, itl_s=0.03, num_tokens=5, max_running=2, kv_metric="old")
+def slots_server(slots: int, **extra: Any) -> Behaviour:
+    # Service time 0.15 s (TTFT 0.06 s + 3 x 0.03 s), long next to the client's own per-request
+    # overhead on a busy machine, which idles a slot between requests at exactly `slots` workers
+    # (and would make the next step look like it still gains throughput).
+    return Behaviour(ttft_s=0.06, itl_s=0.03, num_tokens=4, max_running=slots, **extra)
 
 
-@pytest.mark.parametrize("fake", [QUEUED], indirect=True)
-def test_queueing_beyond_capacity_sets_the_target(fake: FakeVLLM, capsys: pytest.CaptureFixture[str]) -> None:
-    # Service time 0.2 s, capacity 2. At concurrency 5, 3 requests wait and p90 E2E is ~3x the
-    # baseline (within the factor 4); at 12, 10 wait and p90 E2E is ~6x: that step is past the knee.
-    code, report, _ = run_json(
+STEP_S = "0.45"
+SLOT_POLL = ["--metrics-interval", "0.07"]
+SLOT_CASES = [
+    (6, "1,3,6,12,24"),  # the case: the old 2x-latency rule said 12
+    (4, "1,2,4,8,16"),
+    (6, "2,6,18"),  # same server, another ladder: same knee, same target
+    (3, "1,3,9"),
+]
+
+
+@pytest.mark.parametrize(("fake", "slots", "ladder"), [(slots_server(n), n, ladder) for n, ladder in SLOT_CASES], indirect=["fake"])
+def test_knee_is_the_slot_count_whatever_the_ladder(fake: FakeVLLM, slots: int, ladder: str, capsys: pytest.CaptureFixture[str]) -> None:
+    code, report, output = run_json(capsys, "--url", fake.url, "--concurrency", ladder, "--duration", STEP_S, "--plot", "", *SLOT_POLL)
+    assert code == 0
+    steps = {s["concurrency"]: s for s in report["steps"]}
+    assert list(steps) == [int(c) for c in ladder.split(",")]
+    # The double's queue, as /metrics shows it: empty up to the slot count, c - slots beyond it.
+    for c, s in steps.items():
+        assert s["ok"] == s["requests"] > 0
+        assert s["server"]["running"]["max"] <= slots
+        if c <= slots:
+            assert s["server"]["waiting"]["avg"] < 0.5
+        else:
+            # Short steps give few samples, some while the step's new connections open: loose bounds.
+            assert 0.4 * (c - slots) <= s["server"]["waiting"]["avg"] <= c - slots
+            assert 0.5 * (c - slots) <= s["server"]["waiting"]["max"] <= c - slots
+            assert s["server"]["running"]["avg"] >= slots - 0.5
+    assert fake.scheduler.peak_running == slots
+    # Throughput saturates at the slot count.
+    rate = {c: s["output_tokens_per_s"] for c, s in steps.items()}
+    assert max(rate.values()) <= 1.25 * rate[slots]
+    knee, recommendation = report["knee"], report["recommendation"]
+    assert (knee["concurrency"], knee["cause"], knee["found"], knee["throughput_knee"]) == (slots, "throughput", True, slots)
+    assert recommendation["knee_concurrency"] == slots
+    assert recommendation["stack_metric"] == "num_requests_waiting"
+    assert recommendation["target_average_value"] == 1  # the queue at saturation is empty: scale before anyone waits
+    assert f"Knee: concurrency {slots} (throughput stops growing" in output
+    assert f"at concurrency {slots}, the knee)" in output
+    assert "throughput stopped growing" in output and "latency: no SLO given" in output
+
+
+# Service time 0.16 s, so that the SLO below keeps a margin for a busy machine's overhead.
+KV_OLD = Behaviour(ttft_s=0.1, itl_s=0.02, num_tokens=4, max_running=4, kv_metric="old")
+
+
+@pytest.mark.parametrize("fake", [KV_OLD], indirect=True)
+def test_slo_and_kv_cache_target(fake: FakeVLLM, capsys: pytest.CaptureFixture[str]) -> None:
+    # At 8 requests on 4 slots p90 end-to-end is about 2 x 0.16 s; an SLO of 0.25 s puts the knee at 4.
+    code, report, output = run_json(
         capsys,
-        *("--url", fake.url, "--concurrency", "1,2,5,12", "--duration", "1.2", "--knee-factor", "4"),
-        *FAST_POLL,
-        *("--plot", ""),
+        *("--url", fake.url, "--concurrency", "1,4,8", "--duration", STEP_S, "--plot", "", *SLOT_POLL),
+        *("--e2e-p90", "250ms", "--ttft-p90", "5s", "--metric", "kv_cache_usage"),
     )
     assert code == 0
-    waiting = {s["concurrency"]: s["server"]["waiting"]["avg"] for s in report["steps"]}
-    assert waiting[1] < 0.5 and waiting[2] < 0.5
-    assert 2.0 <= waiting[5] <= 3.5
-    assert waiting[12] >= 7
-    last = report["steps"][-1]
-    assert last["server"]["kv_cache_metric"] == "vllm:gpu_cache_usage_perc"
-    assert last["server"]["kv_cache_usage"]["avg"] >= 0.9
-    assert last["requests_per_s"] <= 1.1 * 2 / 0.2  # capacity caps throughput
-    assert report["knee"]["concurrency"] == 5 and report["knee"]["latency_climbed"] is True
-    recommendation = report["recommendation"]
-    assert recommendation["knee_concurrency"] == 5
-    assert recommendation["target_average_value"] in (2, 3, 4)
-    assert report["plot"] is None
+    assert report["config"]["slo"] == {"ttft_p90_s": 5.0, "e2e_p90_s": 0.25}
+    knee, recommendation = report["knee"], report["recommendation"]
+    assert (knee["concurrency"], knee["cause"], knee["latency_knee"]) == (4, "slo", 4)
+    assert "breaks the SLO" in knee["latency_signal"]
+    assert recommendation["metric"] == "prometheus.googleapis.com|vllm:gpu_cache_usage_perc|gauge"
+    assert 0.85 <= recommendation["target_average_value"] <= 1.0
+    assert "autoscalingMetric kv_cache_usage" in output
+
+
+# --- writing the stack ---------------------------------------------------------------------
+
+STACK_MODEL = slots_server(4, model="meta-llama/Llama-3.1-8B")
+
+
+@pytest.mark.parametrize("fake", [STACK_MODEL], indirect=True)
+def test_write_stack_edits_a_copy_and_prints_the_diff(fake: FakeVLLM, capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    for name in ("dev", "prod"):
+        (tmp_path / f"Pulumi.{name}.yaml").write_text((REPO / f"Pulumi.{name}.yaml").read_text())
+    dev_before = (tmp_path / "Pulumi.dev.yaml").read_text()
+    # A wide step past the knee (4 -> 16) keeps the knee clear on a busy machine with short steps.
+    argv = ["--url", fake.url, "--concurrency", "2,4,16", "--duration", "0.3", "--plot", "", "--stack-dir", str(tmp_path), *SLOT_POLL]
+    code, report, output = run_json(capsys, *argv, "--write-stack", "dev")
+    assert code == 0
+    edit = report["stack_edit"]
+    assert (edit["written"], edit["model"], edit["refused"]) == (True, "llama-8b", None)
+    dev_after = (tmp_path / "Pulumi.dev.yaml").read_text()
+    assert "+      autoscalingTarget: 1" in output
+    added = [line for line in dev_after.splitlines() if line not in dev_before.splitlines()]
+    assert added == ["      autoscalingTarget: 1"] or added == [
+        "      autoscalingMetric: num_requests_waiting",
+        "      autoscalingTarget: 1",
+    ]
+    model = yaml.safe_load(dev_after)["config"]["tpu-serving:models"][0]
+    assert (model["name"], model["autoscalingMetric"], model["autoscalingTarget"]) == ("llama-8b", "num_requests_waiting", 1)
+    if model.get("maxReplicas", 1) == 1:
+        assert "maxReplicas is 1" in output
+
+    # Without --metric, the metric prod's llama-8b already uses is kept (the KV cache, when written).
+    [prod_8b] = [
+        m for m in yaml.safe_load((REPO / "Pulumi.prod.yaml").read_text())["config"]["tpu-serving:models"] if m["name"] == "llama-8b"
+    ]
+    code, report, output = run_json(capsys, *argv, "--write-stack", "prod")
+    assert code == 0 and report["recommendation"]["stack_metric"] == prod_8b.get("autoscalingMetric", "num_requests_waiting")
+    assert f"-      autoscalingTarget: {prod_8b['autoscalingTarget']}" in output
+
+    # A model the stack does not have is refused before any load is sent, and nothing changes.
+    sent = fake.completion_requests
+    code = main([*argv, "--write-stack", "dev", "--model", "meta-llama/Llama-3.1-8B", "--stack-model", "nope"])
+    assert code == 1 and fake.completion_requests == sent
+    assert "no model named 'nope'" in capsys.readouterr().err
+    assert (tmp_path / "Pulumi.dev.yaml").read_text() == dev_after
+    assert main([*argv, "--write-stack", "qa"]) == 1
+    assert "Pulumi.qa.yaml is not a regular file" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("fake", [slots_server(64, model="org/unknown")], indirect=True)
+def test_write_stack_refuses_without_a_knee(fake: FakeVLLM, capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    stack = tmp_path / "Pulumi.dev.yaml"
+    stack.write_text(DEV_TEXT := (REPO / "Pulumi.dev.yaml").read_text())
+    code, report, output = run_json(
+        capsys,
+        *("--url", fake.url, "--concurrency", "1,2", "--duration", "0.2", "--plot", "", "--stack-dir", str(tmp_path)),
+        *("--write-stack", "dev", "--stack-model", "llama-8b"),
+    )
+    assert code == 1  # the run is fine, but throughput never stopped growing: nothing to write
+    assert report["knee"]["found"] is False and report["stack_edit"]["written"] is False
+    assert "rerun with higher concurrency" in report["stack_edit"]["refused"]
+    assert "Not writing" in output
+    assert stack.read_text() == DEV_TEXT
 
 
 # --- errors --------------------------------------------------------------------------------
@@ -160,20 +265,40 @@ def test_http_4xx_and_exit_code_when_nothing_succeeds(fake: FakeVLLM, capsys: py
     assert code == 1
 
 
-def test_connection_errors(capsys: pytest.CaptureFixture[str]) -> None:
+def _dead_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    # Nothing listens on the port any more.
-    code, report, _ = run_json(
-        capsys,
-        *("--url", f"http://127.0.0.1:{port}", "--model", "m", "--concurrency", "2", "--max-requests", "6"),
-        *("--duration", "1", "--plot", ""),
-    )
+        port: int = probe.getsockname()[1]
+    return port  # nothing listens on it any more
+
+
+def test_unreachable_server_is_named_as_such(capsys: pytest.CaptureFixture[str]) -> None:
+    url = f"http://127.0.0.1:{_dead_port()}"
+    started = time.monotonic()
+    assert main(["--url", url, "--plot", ""]) == 1
+    err = capsys.readouterr().err
+    assert f"the server at {url} is unreachable" in err and "pass --model" not in err
+
+    # With --model there is no discovery: the first step stops after a few connection errors.
+    code, report, output = run_json(capsys, "--url", url, "--model", "m", "--concurrency", "2,4,8", "--duration", "5", "--plot", "")
+    assert time.monotonic() - started < 3
     step = only_step(report)
-    assert step["errors"]["connection"] == 6
+    # The step stops at FAIL_FAST_REQUESTS failures; the other worker's request still completes.
+    assert step["errors"]["connection"] == step["requests"] in (FAIL_FAST_REQUESTS, FAIL_FAST_REQUESTS + 1)
     assert step["server"]["samples"] == 0
+    assert "unreachable" in report["stopped"] and "skipped concurrency 4, 8" in report["stopped"]
+    assert output.count("is unreachable") >= 2  # in the report and as the error line
     assert code == 1
+
+
+@pytest.mark.parametrize("fake", [Behaviour(error_rate=1.0, error_status=503)], indirect=True)
+def test_a_step_where_everything_fails_ends_the_run(fake: FakeVLLM, capsys: pytest.CaptureFixture[str]) -> None:
+    code, report, _ = run_json(capsys, "--url", fake.url, "--concurrency", "1,16,32", "--duration", "5", "--plot", "")
+    assert code == 1
+    assert fake.completion_requests == FAIL_FAST_REQUESTS
+    assert only_step(report)["errors"]["http_5xx"] == FAIL_FAST_REQUESTS
+    assert report["stopped"].startswith("every request at concurrency 1 failed (http_5xx 10)")
+    assert report["knee"]["concurrency"] is None
 
 
 # --- bounded stop --------------------------------------------------------------------------

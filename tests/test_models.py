@@ -153,7 +153,8 @@ def test_parameter_count_from_the_caller_when_not_derivable() -> None:
         ({"num_key_value_heads": 5}, r"num_key_value_heads \(5\) does not divide"),
         ({"kv_lora_rank": 512}, "latent attention"),
         ({"layer_types": ["linear_attention", "full_attention"]}, "layer_types has linear_attention"),
-        ({"quantization_config": {"quant_method": "fp8"}}, r"quantized checkpoint \(fp8\)"),
+        ({"quantization_config": {"quant_method": "bitsandbytes"}}, r"quantized checkpoint \(bitsandbytes\)"),
+        ({"quantization_config": {"quant_method": "awq", "bits": 3}}, r"bits 3; 4 or 8"),
         ({"torch_dtype": "float64"}, "one of bfloat16"),
         ({"vocab_size": None}, "vocab_size is missing; .* to count parameters"),
     ],
@@ -234,12 +235,15 @@ def _transport(status: int, body: Any = None) -> httpx.MockTransport:
     return httpx.MockTransport(handle)
 
 
-def test_fetch_from_hub() -> None:
+def test_fetch_from_hub(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv(models.HUB_OFFLINE_ENV, raising=False)
     arch = models.fetch_from_hub("acme/m", "tok", transport=_transport(200, json.loads((FIXTURES / "Qwen3-32B.json").read_text())))
     assert arch is not None and arch.source == "hub" and arch.layers == 64
 
 
-def test_fetch_from_hub_falls_back_to_none() -> None:
+def test_fetch_from_hub_falls_back_to_none(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv(models.HUB_OFFLINE_ENV, raising=False)
+
     def unreachable(request: httpx.Request) -> httpx.Response:
         raise httpx.ConnectError("no network", request=request)
 
@@ -248,20 +252,152 @@ def test_fetch_from_hub_falls_back_to_none() -> None:
     assert models.fetch_from_hub("acme/m", "tok", transport=_transport(200, {"model_type": "llama"})) is None
 
 
-def test_lookup_asks_the_hub_only_with_a_token(monkeypatch: pytest.MonkeyPatch) -> None:
-    asked: list[tuple[str, str]] = []
-
-    def fake(hf_id: str, token: str, transport: httpx.BaseTransport | None = None) -> models.ModelArch:
-        asked.append((hf_id, token))
-        return models.ModelArch(hf_id, 1.0, 2, 2, 2, 64, source="hub")
-
-    monkeypatch.setattr(models, "fetch_from_hub", fake)
-    # The suite runs offline (conftest); this test replaces the fetch itself, so it may go "online".
-    monkeypatch.delenv(models.HUB_OFFLINE_ENV, raising=False)
-    assert models.lookup("acme/m") is None
-    monkeypatch.setenv("HF_TOKEN", "tok")
-    assert models.lookup("meta-llama/Llama-3.1-8B") is models.CATALOG["meta-llama/llama-3.1-8b"]
-    found = models.lookup("acme/m")
-    assert found is not None and found.source == "hub" and asked == [("acme/m", "tok")]
+def test_offline_refuses_the_hub(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv(models.HUB_OFFLINE_ENV, "1")
+    with pytest.raises(ValueError, match="HF_HUB_OFFLINE is set"):
+        models.download_config_json("acme/m", "tok", transport=_transport(200, {}))
+
+
+def test_lookup_never_asks_the_hub(monkeypatch: pytest.MonkeyPatch) -> None:
+    def forbidden(*args: object, **kwargs: object) -> None:
+        raise AssertionError("sizing reached for the Hub")
+
+    monkeypatch.setattr(models, "fetch_from_hub", forbidden)
+    monkeypatch.setattr(models, "download_config_json", forbidden)
+    monkeypatch.delenv(models.HUB_OFFLINE_ENV, raising=False)
+    monkeypatch.setenv("HF_TOKEN", "tok")
     assert models.lookup("acme/m") is None
+    assert models.lookup("meta-llama/Llama-3.1-8B") is models.CATALOG["meta-llama/llama-3.1-8b"]
+
+
+def test_hub_token_from_env_or_file(tmp_path: Path) -> None:
+    assert models.hub_token({"HF_TOKEN": " t1 "}) == "t1"
+    (tmp_path / "token").write_text("t2\n", encoding="utf-8")
+    assert models.hub_token({"HF_HOME": str(tmp_path)}) == "t2"
+    assert models.hub_token({"HF_TOKEN_PATH": str(tmp_path / "none")}) is None
+
+
+# --- each catalog entry against its committed config.json fact file --------------------------------
+# fact file -> catalog ids it backs (tests/fixtures/model_configs/README.md gives the sources).
+FACT_FILES = {
+    "Llama-3.1-8B.json": ("meta-llama/Llama-3.1-8B", "meta-llama/Llama-3.1-8B-Instruct"),
+    "Meta-Llama-3-8B-Instruct.json": ("meta-llama/Meta-Llama-3-8B", "meta-llama/Meta-Llama-3-8B-Instruct"),
+    "Meta-Llama-3-70B-Instruct.json": ("meta-llama/Meta-Llama-3-70B", "meta-llama/Meta-Llama-3-70B-Instruct"),
+    "gemma-2b.json": ("google/gemma-2b", "google/gemma-2b-it", "google/gemma-1.1-2b-it"),
+    "gemma-7b.json": ("google/gemma-7b", "google/gemma-7b-it", "google/gemma-1.1-7b-it"),
+    "gemma-3-4b-it.json": ("google/gemma-3-4b-it", "google/gemma-3-4b-pt"),
+    "gemma-3-27b-it.json": ("google/gemma-3-27b-it", "google/gemma-3-27b-pt"),
+    "Mixtral-8x7B-v0.1.json": ("mistralai/Mixtral-8x7B-v0.1", "mistralai/Mixtral-8x7B-Instruct-v0.1"),
+    "Qwen3-32B.json": ("Qwen/Qwen3-32B",),
+    "Qwen3-30B-A3B.json": ("Qwen/Qwen3-30B-A3B",),
+    "Qwen2.5-32B.json": ("Qwen/Qwen2.5-32B",),
+    "Qwen2.5-32B-Instruct.json": ("Qwen/Qwen2.5-32B-Instruct",),
+    "Qwen2.5-VL-7B-Instruct.json": ("Qwen/Qwen2.5-VL-7B-Instruct",),
+}
+
+
+@pytest.mark.parametrize(("fixture", "hf_id"), [(f, i) for f, ids in FACT_FILES.items() for i in ids])
+def test_catalog_entry_matches_its_fact_file(fixture: str, hf_id: str) -> None:
+    parsed, known = fixture_arch(fixture, hf_id), models.lookup(hf_id)
+    assert known is not None and known.source == "catalog"
+    fields = ("layers", "attention_heads", "kv_heads", "head_dim", "dtype", "max_context", "kv_groups")
+    assert {f: getattr(parsed, f) for f in fields} == {f: getattr(known, f) for f in fields}
+    assert parsed.params_b == pytest.approx(known.params_b, rel=2e-3)
+    if known.unquantized_params_b:
+        assert parsed.unquantized_params_b == pytest.approx(known.unquantized_params_b, rel=1e-3)
+
+
+def test_every_fact_file_is_sourced_and_checked() -> None:
+    files = {p.name for p in FIXTURES.glob("*.json")}
+    assert files == set(FACT_FILES)
+    readme = (FIXTURES / "README.md").read_text(encoding="utf-8")
+    for name in files:
+        assert "_source" in json.loads((FIXTURES / name).read_text()) or name in readme, name
+
+
+def test_the_issue_models_are_in_the_catalog() -> None:
+    for hf_id in (
+        "Qwen/Qwen2.5-32B",
+        "Qwen/Qwen2.5-VL-7B-Instruct",
+        "Qwen/Qwen3-32B-FP8",
+        "google/gemma-7b-it",
+        "google/gemma-2b",
+        "meta-llama/Meta-Llama-3-8B-Instruct",
+        "meta-llama/Meta-Llama-3-70B-Instruct",
+        "meta-llama/Llama-3.3-70B-Instruct",
+    ):
+        assert models.lookup(hf_id) is not None, hf_id
+
+
+# --- quantization ---------------------------------------------------------------------------------
+def test_quantized_sibling_by_model_id() -> None:
+    fp8 = models.lookup("Qwen/Qwen3-32B-FP8")
+    base = models.lookup("Qwen/Qwen3-32B")
+    assert fp8 is not None and base is not None
+    assert (fp8.dtype, fp8.quantization, fp8.layers) == ("float8", "model id", base.layers)
+    # 31.2B block weights at 1 byte, 1.56B of embeddings and output head kept at 2 bytes
+    assert fp8.weight_bytes == round((32.76 - 1.5558) * 1e9 + 1.5558e9 * 2)
+    assert models.lookup("RedHatAI/Meta-Llama-3-70B-Instruct-FP8") is not None  # a third party's quantization
+    awq = models.lookup("Qwen/Qwen2.5-32B-Instruct-AWQ")
+    assert awq is not None and awq.dtype == "int4"
+    assert models.quantization_from_id("x/Model-W8A8") == ("int8", "x/Model")
+    assert models.quantization_from_id("x/Model-GPTQ-Int4") == ("int4", "x/Model")
+    assert models.lookup("acme/unknown-FP8") is None
+
+
+@pytest.mark.parametrize(
+    ("quantization", "dtype"),
+    [
+        ({"quant_method": "fp8", "weight_block_size": [128, 128]}, "float8"),
+        ({"quant_method": "awq", "bits": 4, "group_size": 128}, "int4"),
+        ({"quant_method": "gptq", "bits": 8}, "int8"),
+        ({"quant_method": "mxfp4"}, "mxfp4"),
+        (
+            {"quant_method": "compressed-tensors", "config_groups": {"g": {"weights": {"num_bits": 8, "type": "float"}}}},
+            "float8",
+        ),
+        ({"quant_method": "compressed-tensors", "config_groups": {"g": {"weights": {"num_bits": 4, "type": "int"}}}}, "int4"),
+    ],
+)
+def test_quantization_config_sets_the_weight_width(quantization: dict[str, Any], dtype: str) -> None:
+    arch = parse({**LLAMA_LIKE, "quantization_config": quantization})
+    assert arch.dtype == dtype and arch.quantization == quantization["quant_method"]
+    embeddings = 32000 * 2048  # tied: kept in 16 bits
+    assert arch.unquantized_params_b == pytest.approx(embeddings / 1e9)
+    kept = embeddings / 1e9
+    assert arch.weight_bytes == round((arch.params_b - kept) * 1e9 * models.DTYPE_BYTES[dtype] + kept * 1e9 * 2)
+
+
+def test_served_as_another_format() -> None:
+    base = models.CATALOG["qwen/qwen3-32b"]
+    assert base.served_as("bfloat16") is base
+    int8 = base.served_as("int8")
+    assert int8.dtype == "int8" and int8.weight_bytes < base.weight_bytes
+
+
+# --- attention layouts and multimodal towers -------------------------------------------------------
+def test_gemma4_style_global_layers() -> None:
+    # A synthetic config with Gemma 4's fields (tpu-inference utils.get_layer_kv_params reads the same).
+    text = {
+        **LLAMA_LIKE,
+        "model_type": "gemma4_text",
+        "num_key_value_heads": 8,
+        "head_dim": 128,
+        "global_head_dim": 256,
+        "num_global_key_value_heads": 2,
+        "attention_k_eq_v": True,
+        "layer_types": ["sliding_attention"] * 12 + ["full_attention"] * 4,
+    }
+    arch = parse(text, params_b=2.0)
+    assert arch.kv_groups == ((12, 8, 128), (4, 2, 256))
+    without_k_eq_v = parse({**text, "attention_k_eq_v": False}, params_b=2.0)
+    assert without_k_eq_v.kv_groups == ((12, 8, 128), (4, 8, 256))
+    with pytest.raises(ConfigError, match="layer_types list of 16"):
+        parse({**text, "layer_types": ["full_attention"]}, params_b=2.0)
+
+
+def test_qwen25_vl_counts_its_vision_tower() -> None:
+    arch = fixture_arch("Qwen2.5-VL-7B-Instruct.json")
+    assert arch.params_b == pytest.approx(8.29, abs=0.01)  # the model card's 8.29B, vision tower included
+    text_only = parse({k: v for k, v in json.loads((FIXTURES / "Qwen2.5-VL-7B-Instruct.json").read_text()).items() if k != "vision_config"})
+    assert 0.6 < arch.params_b - text_only.params_b < 0.7

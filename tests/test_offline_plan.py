@@ -117,7 +117,7 @@ def test_a_policy_violation_fails_the_plan_through_grpc(tmp_path: Path) -> None:
 def test_bad_config_is_one_line_and_no_plan(tmp_path: Path) -> None:
     project = _project_with(tmp_path, "bad", {"gcp:project": "acme-llm-test", "gcp:region": "us-east5", "tpu-serving:models": []})
     result = plan("bad", tmp_path / "out", "--project-dir", str(project))
-    assert result.returncode == 1
+    assert result.returncode == 2, "bad input exits 2; 1 is a policy violation"
     assert result.stderr.strip().splitlines() == ["config error: cluster.zones = []: list at least one zone of us-east5"]
     assert not (tmp_path / "out" / "bad").exists()
 

@@ -16,14 +16,13 @@ from typing import Any, cast
 import pytest
 import yaml
 from pulumi.runtime.rpc import UNKNOWN
-from pulumi_policy import EnforcementLevel, PolicyCustomTimeouts, PolicyResourceOptions, ResourceValidationArgs
-from pulumi_policy.policy import _PolicyAnalyzerServicer
+from pulumi_policy import PolicyCustomTimeouts, PolicyResourceOptions, ResourceValidationArgs
 from pulumi_policy.proxy import unknown_checking_proxy
 
 from components import facts
+from conftest import in_process_policy_session
 from policies import pack, tpu
 from policy_runner import PolicyPackSession, Report, StackResource, load_manifests
-from policy_runner.session import AnalyzerStub
 
 ROOT = Path(__file__).resolve().parent.parent
 PROD = ROOT / "policies" / "config" / "prod.json"
@@ -46,20 +45,9 @@ V6E = facts.GENERATIONS["v6e"]
 Stack = list[StackResource]
 
 
-class InProcess:
-    """The SDK's servicer with the stub's call signature: the analyzer protocol without a process."""
-
-    def __init__(self) -> None:
-        self._servicer = _PolicyAnalyzerServicer(pack.NAME, "0.1.0", pack.POLICIES, EnforcementLevel.MANDATORY)
-
-    def __getattr__(self, method: str) -> Callable[..., Any]:
-        call = getattr(self._servicer, method)
-        return lambda request, timeout=None: call(request, None)
-
-
 @pytest.fixture(scope="module")
 def session() -> PolicyPackSession:
-    return PolicyPackSession(cast(AnalyzerStub, InProcess()), project="tpu-serving", stack="test")
+    return in_process_policy_session(project="tpu-serving", stack="test")
 
 
 @pytest.fixture(scope="module")
@@ -200,6 +188,12 @@ CASES: list[tuple[str, Callable[[Stack], Stack], str]] = [
         facts.VLLM_MIN_SAFE_ADVISORY,
     ),
     (
+        "vllm-minimum-version",
+        lambda s: edit(s, DEPLOYMENT, lambda p: container(p).update(image="vllm/vllm-tpu@sha256:" + "0" * 64)),
+        "is pinned by digest only, which names no vLLM release",
+    ),
+    ("image-tag-pinned", lambda s: edit(s, DEPLOYMENT, lambda p: container(p).update(image="vllm/vllm-tpu:nightly")), "moving tag nightly"),
+    (
         "hf-token-plain-env",
         lambda s: edit(s, DEPLOYMENT, lambda p: env(p).append({"name": "HF_TOKEN", "value": HF_LITERAL})),
         "env HF_TOKEN holds a Hugging Face token",
@@ -294,7 +288,12 @@ def test_messages_name_the_resource_and_never_repeat_a_token(session: PolicyPack
         ),
         pytest.param(lambda s: edit(s, DEPLOYMENT, tpu_chips(None, "8")), id="TPU limit only: Kubernetes copies it into requests"),
         pytest.param(lambda s: edit(s, DEPLOYMENT, affinity_instead_of_node_selector), id="required node affinity"),
-        pytest.param(lambda s: edit(s, DEPLOYMENT, lambda p: container(p).update(image="vllm/vllm-tpu@sha256:" + "0" * 64)), id="digest"),
+        pytest.param(
+            lambda s: edit(
+                s, DEPLOYMENT, lambda p: container(p).update(image=f"vllm/vllm-tpu:{facts.VLLM_DEFAULT_TAG}@sha256:" + "0" * 64)
+            ),
+            id="tag and digest",
+        ),
         pytest.param(lambda s: edit([r for r in s if r.type != POOL], CLUSTER, lambda p: p.update(enableAutopilot=True)), id="Autopilot"),
         pytest.param(lambda s: edit(s, CLUSTER, lambda p: p.pop("minMasterVersion")), id="release channel picks the version"),
         pytest.param(
@@ -346,7 +345,7 @@ def test_the_seed_trips_what_it_should(session: PolicyPackSession) -> None:
         "image-tag-pinned": "mandatory",
         "public-endpoint-auth": "mandatory",
         "compile-cache-scale-out": "mandatory",
-        "hf-token-as-file": "mandatory",
+        "hf-token-as-file": "advisory",  # advisory by design: prod does not raise it
     }
     scale_out = " ".join(messages(report, "compile-cache-scale-out"))
     assert "HorizontalPodAutoscaler vllm-hpa scales it" in scale_out and "cannot create directories" in scale_out

@@ -52,6 +52,7 @@ def test_json_output(capsys: pytest.CaptureFixture[str]) -> None:
         "vms": 1,
         "chips": 8,
         "tensor_parallel_size": 8,
+        "kv_cache_dtype": "auto",
         "max_num_seqs": 32,
         "max_num_batched_tokens": 512,
     }
@@ -107,6 +108,10 @@ def test_nothing_fits_exits_1(capsys: pytest.CaptureFixture[str]) -> None:
         (["--model", "Qwen/Qwen3-8B", "--params-b", "8"], "--params-b = '8': only goes with --config-json"),
         (["--model", "a/b", "--config-json", "/no/such.json"], "--config-json = '/no/such.json': cannot read it"),
         (["--model", "Qwen/Qwen3-8B", "--verbose"], "unrecognized arguments: --verbose"),
+        (["--model", "Qwen/Qwen3-8B", "--quantization", "fp4"], "--quantization = 'fp4': one of auto, bfloat16"),
+        (["--model", "Qwen/Qwen3-8B", "--kv-cache-dtype", "int8"], "--kv-cache-dtype = 'int8': one of auto"),
+        (["--model", "Qwen/Qwen3-8B", "--save"], "--save: only goes with --from-hub"),
+        (["--model", "a/b", "--from-hub", "--config-json", "x.json"], "--from-hub: reads the Hub's config.json"),
     ],
 )
 def test_bad_input_is_one_line_and_exit_2(argv: list[str], message: str, capsys: pytest.CaptureFixture[str]) -> None:
@@ -138,3 +143,108 @@ def test_as_a_module() -> None:
     )
     assert bad.returncode == 2 and bad.stdout == "" and "Traceback" not in bad.stderr
     assert bad.stderr == "recommend: --concurrency = 'many': a whole number from 1 to 4096\n"
+
+
+def test_ironwood_answer_uses_devices(capsys: pytest.CaptureFixture[str]) -> None:
+    code, data = run_json(capsys, "--model", "Qwen/Qwen3-32B", "--generation", "tpu7x", "--max-model-len", "9216")
+    [tpu7x] = data["generations"]
+    assert code == 0 and tpu7x["devices_per_chip"] == 2
+    assert (tpu7x["choice"]["topology"], tpu7x["choice"]["chips"], tpu7x["choice"]["tensor_parallel_size"]) == ("1x1x1", 1, 2)
+    assert [c["tensor_parallel_size"] for c in tpu7x["candidates"]][:2] == [2, 8]
+
+
+def test_quantization_and_kv_cache_options(capsys: pytest.CaptureFixture[str]) -> None:
+    _, plain = run_json(capsys, "--model", "Qwen/Qwen3-32B")
+    _, fp8 = run_json(capsys, "--model", "Qwen/Qwen3-32B", "--quantization", "float8", "--kv-cache-dtype", "fp8")
+    assert fp8["model"]["dtype"] == "float8" and fp8["model"]["checkpoint_dtype"] == "bfloat16"
+    assert fp8["model"]["weights_gib"] < plain["model"]["weights_gib"]
+    first = fp8["generations"][0]["candidates"][0]
+    assert first["kv_bytes_per_token"] * 2 == plain["generations"][0]["candidates"][0]["kv_bytes_per_token"]
+    assert fp8["generations"][0]["choice"]["kv_cache_dtype"] == "fp8"
+    assert recommend.main(["--model", "Qwen/Qwen3-32B", "--quantization", "float8", "--kv-cache-dtype", "fp8"]) == 0
+    out = capsys.readouterr().out
+    assert "the checkpoint is bfloat16" in out and "kvCacheDtype: fp8" in out and "--kv-cache-dtype fp8" in out
+    assert "Weights: (32.76B - 1.556B kept in 16 bits) x 1 + 1.556B x 2 bytes" in out
+
+
+def test_quantized_id_from_the_catalog(capsys: pytest.CaptureFixture[str]) -> None:
+    code, data = run_json(capsys, "--model", "Qwen/Qwen3-32B-FP8")
+    assert code == 0 and data["model"]["dtype"] == "float8" and data["model"]["quantization"] == "model id"
+
+
+def test_from_hub_with_a_fake_download(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    # Not run against the real Hub here: the download is replaced; models.download_config_json's own
+    # HTTP path is covered by tests/test_models.py with httpx's MockTransport.
+    config = json.loads((FIXTURES / "Qwen2.5-32B.json").read_text())
+    asked: list[tuple[str, str | None]] = []
+
+    def fake(hf_id: str, token: str | None, transport: object = None) -> dict[str, Any]:
+        asked.append((hf_id, token))
+        return config
+
+    monkeypatch.setattr(models, "download_config_json", fake)
+    monkeypatch.setattr(recommend, "FACTS_DIR", tmp_path)
+    monkeypatch.setenv("HF_TOKEN", "hf_fake")
+    code, data = run_json(capsys, "--model", "acme/new-32b", "--from-hub")
+    assert code == 0 and asked == [("acme/new-32b", "hf_fake")] and data["model"]["source"] == "hub"
+    assert not list(tmp_path.iterdir())
+    assert recommend.main(["--model", "acme/new-32b", "--from-hub", "--save", "--json"]) == 0
+    err = capsys.readouterr().err
+    assert '*_family(("acme/new-32b",), 32.76, 64, 40, 8, 128, 131072, 1.5571),' in err
+    written = json.loads((tmp_path / "new-32b.json").read_text())
+    assert written["_source"] == "https://huggingface.co/acme/new-32b/resolve/main/config.json"
+    assert written["num_key_value_heads"] == 8 and "bos_token_id" not in written
+    assert models.from_config_json_path("k", "acme/new-32b", str(tmp_path / "new-32b.json")).layers == 64
+
+
+def test_from_hub_failure_is_one_line(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.setenv(models.HUB_OFFLINE_ENV, "1")
+    assert recommend.main(["--model", "acme/m", "--from-hub"]) == 2
+    assert capsys.readouterr().err == "recommend: --from-hub: HF_HUB_OFFLINE is set: the Hub is off limits\n"
+
+
+def _make_argv(*assignments: str) -> list[str]:
+    """The argv `make recommend` passes to python -m recommend (make -n prints, runs nothing)."""
+    import shlex
+    import shutil
+
+    if shutil.which("make") is None:
+        pytest.skip("make is not installed")
+    out = subprocess.run(["make", "-s", "-n", "recommend", *assignments], cwd=ROOT, capture_output=True, text=True, check=True).stdout
+    command = out[out.index("-m recommend") :].replace("\\\n", " ")
+    return shlex.split(command.splitlines()[0])[2:]
+
+
+def test_make_recommend_passes_every_option() -> None:
+    argv = _make_argv(
+        "MODEL=Qwen/Qwen3-32B",
+        "GENERATION=v6e tpu7x",
+        "MAX_MODEL_LEN=8192",
+        "CONCURRENCY=16",
+        "MEMORY_UTILIZATION=0.9",
+        "QUANTIZATION=float8",
+        "KV_CACHE_DTYPE=fp8",
+        "ALLOW_MULTI_HOST=1",
+        "CONFIG_JSON=tests/fixtures/model_configs/Qwen3-32B.json",
+        "PARAMS_B=32.8",
+        "FROM_HUB=1",
+        "SAVE=1",
+        "JSON=1",
+    )
+    assert argv == [
+        "--model", "Qwen/Qwen3-32B", "--generation", "v6e", "--generation", "tpu7x", "--max-model-len", "8192",
+        "--concurrency", "16", "--memory-utilization", "0.9", "--quantization", "float8", "--kv-cache-dtype", "fp8",
+        "--allow-multi-host", "--config-json", "tests/fixtures/model_configs/Qwen3-32B.json", "--params-b", "32.8",
+        "--from-hub", "--save", "--json",
+    ]  # fmt: skip
+    options = {a.option_strings[0] for a in recommend._parser()._actions if a.option_strings and a.dest != "help"}
+    assert options == {a for a in argv if a.startswith("--")}
+
+
+def test_make_recommend_answers_as_the_module(capsys: pytest.CaptureFixture[str]) -> None:
+    argv = _make_argv("MODEL=Qwen/Qwen3-32B-FP8", "GENERATION=all", "KV_CACHE_DTYPE=fp8", "MEMORY_UTILIZATION=0.9", "JSON=1")
+    assert recommend.main(argv) == 0
+    via_make = capsys.readouterr().out
+    env = {k: v for k, v in os.environ.items() if k not in models.HUB_TOKEN_ENV}
+    direct = subprocess.run([sys.executable, "-m", "recommend", *argv], cwd=ROOT, env=env, capture_output=True, text=True, check=True)
+    assert via_make == direct.stdout

@@ -253,3 +253,113 @@ def test_stack_config_sizes_through_the_catalog_architecture_and_config_json() -
     with pytest.raises(ConfigError) as err:
         first_model({"hfId": "acme/m", "architecture": {**stated, "kvHeads": 3}})
     assert err.value.key == "models[0].architecture.kvHeads"
+
+
+# --- Google's published choices ------------------------------------------------------------------
+# (model, generation, maxModelLen, Google's topology, source). The recommender must answer with a
+# slice no larger (in chips) than Google's, and one whose weights fit.
+TPU_RECIPES = "AI-Hypercomputer/tpu-recipes@c8cfe2f6"
+GKE_SAMPLES = "GoogleCloudPlatform/kubernetes-engine-samples@2b503651"
+GOOGLE_CHOICES = [
+    ("meta-llama/Llama-3.1-8B-Instruct", "v6e", 2048, "1x1", f"{TPU_RECIPES} inference/trillium/vLLM/Llama3.x (v6e-1)"),
+    ("meta-llama/Llama-3.3-70B-Instruct", "v6e", 2048, "2x4", f"{TPU_RECIPES} inference/trillium/vLLM/Llama3.x"),
+    ("Qwen/Qwen2.5-32B", "v6e", 4096, "2x2", f"{TPU_RECIPES} inference/trillium/vLLM/Qwen2.5-32B"),
+    ("Qwen/Qwen2.5-VL-7B-Instruct", "v6e", 16384, "1x1", f"{TPU_RECIPES} inference/trillium/vLLM/Qwen2.5-VL"),
+    ("Qwen/Qwen3-4B", "v6e", 4096, "1x1", f"{TPU_RECIPES} inference/trillium/vLLM/Qwen3"),
+    ("Qwen/Qwen3-32B", "v6e", 4096, "2x2", f"{TPU_RECIPES} inference/trillium/vLLM/Qwen3"),
+    ("Qwen/Qwen3-32B", "tpu7x", 9216, "1x1x1", f"{TPU_RECIPES} inference/ironwood/vLLM/Qwen3-32B (TP 2, fp8)"),
+    ("meta-llama/Llama-3.1-70B", "v6e", 4096, "2x4", f"{GKE_SAMPLES} ai-ml/vllm-tpu/vllm-llama3-70b.yaml"),
+]
+
+
+@pytest.mark.parametrize(("hf_id", "generation", "max_model_len", "google", "source"), GOOGLE_CHOICES)
+def test_no_larger_than_googles_choice(hf_id: str, generation: str, max_model_len: int, google: str, source: str) -> None:
+    gen = facts.GENERATIONS[generation]
+    chosen = resolve(arch(hf_id), generation=gen, max_model_len=max_model_len)
+    assert chosen.sizing is not None and chosen.sizing.fits, source
+    assert chosen.sizing.weights_bytes + chosen.sizing.overhead_bytes < chosen.sizing.usable_bytes
+    google_chips = gen.slices_of(google)[0].chips
+    assert chosen.slice.chips <= google_chips, source
+
+
+def test_issue_models_never_get_a_slice_their_weights_do_not_fit() -> None:
+    for hf_id in ("Qwen/Qwen3-32B-FP8", "google/gemma-7b-it", "google/gemma-2b", "meta-llama/Meta-Llama-3-70B-Instruct"):
+        for gen in facts.GENERATIONS.values():
+            model = arch(hf_id)
+            try:
+                chosen = resolve(model, generation=gen, max_model_len=min(4096, model.max_context or 4096), multi_host=True)
+            except ConfigError:
+                assert all(not s.fits for s in sizing.candidates(model, gen, 4096, 32, 0.95))
+                continue
+            assert chosen.sizing is not None and chosen.sizing.weights_bytes < chosen.sizing.usable_bytes
+
+
+# --- Ironwood: tensor parallel counts devices -------------------------------------------------------
+TPU7X = facts.GENERATIONS["tpu7x"]
+
+
+def test_ironwood_one_chip_two_devices() -> None:
+    chosen = resolve(arch("Qwen/Qwen3-32B"), generation=TPU7X, max_model_len=9216)
+    assert chosen.slice == facts.Slice("1x1x1", 1, 1, "tpu7x-standard-1t")
+    assert chosen.sizing is not None and chosen.sizing.tensor_parallel_size == 2
+    # 8 KV heads split over 2 devices: nothing replicated
+    assert chosen.sizing.kv_bytes_per_token == 2 * 64 * 8 * 128 * 2
+    four = resolve(arch("meta-llama/Llama-3.1-70B"), "2x2x1", generation=TPU7X).sizing
+    assert four is not None and four.tensor_parallel_size == 8
+
+
+def test_ironwood_replicates_kv_heads_per_device() -> None:
+    gemma = arch("google/gemma-2b")  # 1 KV head: each of the 2 devices of a chip keeps a copy
+    one = resolve(gemma, "1x1x1", generation=TPU7X).sizing
+    assert one is not None and one.kv_bytes_per_token == 2 * 18 * 2 * 256 * 2
+
+
+def test_stack_config_tensor_parallel_is_devices() -> None:
+    from components.config import load_stack_config
+
+    base = {"project": "my-project-1", "region": "us-central1", "cluster": {"zones": ["us-central1-c"]}}
+    raw = {"name": "m", "hfId": "Qwen/Qwen3-32B", "generation": "tpu7x", "kvCacheDtype": "fp8"}
+    model = load_stack_config({**base, "models": [raw]}, "dev").models[0]
+    assert (model.slice.topology, model.tensor_parallel_size, model.kv_cache_dtype) == ("1x1x1", 2, "fp8")
+    with pytest.raises(ConfigError, match=r"must equal the chips of 1x1x1 \(2 devices: 1 chips x 2\)"):
+        load_stack_config({**base, "models": [{**raw, "tensorParallelSize": 1}]}, "dev")
+    with pytest.raises(ConfigError) as err:
+        load_stack_config({**base, "models": [{**raw, "kvCacheDtype": "int4"}]}, "dev")
+    assert err.value.key == "models[0].kvCacheDtype"
+
+
+# --- KV cache dtype and layer kinds ------------------------------------------------------------------
+def test_fp8_kv_cache_halves_the_cache() -> None:
+    llama = arch("meta-llama/Llama-3.1-8B")
+    assert sizing.kv_bytes_per_token(llama, 1, "fp8") * 2 == sizing.kv_bytes_per_token(llama, 1) == 131_072
+    # 32768 tokens: bfloat16 needs 2x2 (test_longer_sequences_need_a_bigger_slice), fp8 fits one chip
+    assert resolve(llama, max_model_len=32768).slice.topology == "2x2"
+    fp8 = sizing.resolve(KEY, llama, V6E, "auto", None, 32768, 32, 0.95, False, kv_cache_dtype="fp8")
+    assert fp8.slice.topology == "1x1"
+
+
+def test_global_layers_cache_their_own_shape() -> None:
+    mixed = models.ModelArch("x/y", 1.0, 10, 16, 8, 128, global_layers=2, global_kv_heads=2, global_head_dim=256)
+    assert sizing.kv_bytes_per_token(mixed, 1) == 2 * 8 * 8 * 128 * 2 + 2 * 2 * 2 * 256 * 2
+    assert sizing.tp_problem(mixed, 4) is None  # 2 global KV heads replicated on 4 devices
+    assert sizing.tp_problem(models.ModelArch("x/y", 1.0, 10, 24, 8, 128, global_layers=1, global_kv_heads=3, global_head_dim=256), 8)
+
+
+# --- hermetic: no network ------------------------------------------------------------------------
+def test_sizing_makes_no_network_call(monkeypatch: pytest.MonkeyPatch) -> None:
+    import socket
+
+    import recommend
+
+    def refuse(*args: object, **kwargs: object) -> None:
+        raise AssertionError("sizing opened a network connection")
+
+    monkeypatch.setattr(socket.socket, "connect", refuse)
+    monkeypatch.setattr(socket, "create_connection", refuse)
+    monkeypatch.setattr(socket, "getaddrinfo", refuse)
+    monkeypatch.delenv(models.HUB_OFFLINE_ENV, raising=False)  # even with the Hub allowed and a token
+    monkeypatch.setenv("HF_TOKEN", "hf_x")
+    assert models.lookup("acme/not-in-the-catalog") is None
+    for hf_id in ("Qwen/Qwen3-32B-FP8", "google/gemma-7b-it", "acme/unknown"):
+        recommend.main(["--model", hf_id, "--generation", "all", "--json"])
+    test_stack_config_tensor_parallel_is_devices()
