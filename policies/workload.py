@@ -24,6 +24,7 @@ HPA = "HorizontalPodAutoscaler"
 VLLM_METRIC = re.compile(r"vllm:[A-Za-z0-9_]+")
 HF_TOKEN = re.compile(facts.HF_TOKEN_PATTERN)
 MINIMUM_VERSION = "minimumVersion"
+REQUIRE_DIGEST = "requireDigest"
 DEFAULT_MINIMUM_VERSION = ".".join(map(str, facts.VLLM_MIN_SAFE_VERSION))
 
 
@@ -103,11 +104,16 @@ def _upgrade(image: str, version: str) -> str:
 
 # --- image-tag-pinned ----------------------------------------------------------------------------
 def validate_image_tag(args: ResourceValidationArgs, report: ReportViolation) -> None:
+    # A tag can be pushed again; only a digest names one build. Off by default: the shipped stacks
+    # carry release tags because no digest of them can be read from this project's machines.
+    require_digest = bool(args.get_config().get(REQUIRE_DIGEST, False))
     for container in _containers(args):
         image = container.image
         if not isinstance(image, str):
             continue  # unknown during preview, or a template placeholder
         problem = unpinned(image, container.image_tag)
+        if problem is None and require_digest and not has_digest(image):
+            problem = "has no digest, and this environment takes images by digest only (requireDigest)"
         if problem is None:
             continue
         repo = repository(image)
@@ -302,6 +308,9 @@ POLICIES = [
         validate=validate_image_tag,
         enforcement_level=EnforcementLevel.MANDATORY,
         severity=Severity.MEDIUM,
+        config_schema=PolicyConfigSchema(
+            properties={REQUIRE_DIGEST: {"type": "boolean", "description": "Accept only images pinned by @sha256: digest."}}
+        ),
     ),
     ResourceValidationPolicy(
         name="vllm-minimum-version",

@@ -399,3 +399,13 @@ def test_a_validate_function_reads_the_sdks_proxies() -> None:
         "NodePool pool: 2x4 on ct6e-standard-4t is 2 nodes of 4 chips; a pod that needs all 8 chips on one node "
         "never schedules there. Use ct6e-standard-8t for a single-host 2x4."
     ]
+
+
+def test_an_environment_can_require_images_by_digest(session: PolicyPackSession, stack: Stack) -> None:
+    strict = {"image-tag-pinned": {"requireDigest": True}}
+    [tagged] = messages(check(session, stack, strict), "image-tag-pinned")
+    assert "has no digest" in tagged and "requireDigest" in tagged
+    digest = "sha256:" + "ab" * 32
+    pinned = edit(stack, DEPLOYMENT, lambda p: container(p).update(image=f"vllm/vllm-tpu:{facts.VLLM_DEFAULT_TAG}@{digest}"))
+    assert messages(check(session, pinned, strict), "image-tag-pinned") == []
+    assert messages(check(session, stack), "image-tag-pinned") == []
