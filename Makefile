@@ -58,8 +58,9 @@ define locked-venv
 	@touch $(1)/.installed
 endef
 
-# The project's packages (requirements.txt) and its checks (requirements-dev.txt), locked together.
-$(VENV)/.installed: requirements-pip.lock requirements-dev.lock
+# One virtualenv for everything make runs: the program and pack (requirements.txt), the tools
+# (requirements-tools.txt) and the checks (requirements-dev.txt), locked together in requirements-dev.lock.
+$(VENV)/.installed: requirements-pip.lock requirements-dev.lock requirements-tools.lock requirements.lock
 	$(call locked-venv,$(VENV),requirements-dev.lock)
 
 install: $(VENV)/.installed
@@ -71,8 +72,9 @@ $(CHECKOV_VENV)/.installed: requirements-pip.lock requirements-checkov.lock
 # Every requirements file and the lock pip installs from: `make lock` after editing a .txt (new pins
 # kept where they still fit), `make lock UPGRADE=1` to move everything to the newest allowed. Run it
 # with Python $(PYTHON_MIN), the oldest supported: a lock holds what that Python resolves.
-# requirements-dev.lock is the superset `make install` uses; requirements.lock (the program and
-# pack alone) and policies/requirements.lock start from its pins, so all three agree.
+# requirements-dev.lock is the superset `make install` uses (program, tools, checks);
+# requirements-tools.lock (program and tools), requirements.lock (the program and pack alone) and
+# policies/requirements.lock start from its pins, so all four agree.
 LOCK_VENV := build/lock-venv
 PIP_COMPILE = CUSTOM_COMPILE_COMMAND="make lock" $(LOCK_VENV)/bin/pip-compile --quiet --generate-hashes --allow-unsafe \
 	--strip-extras --no-emit-index-url --no-emit-find-links --newline lf $(if $(UPGRADE),--upgrade)
@@ -85,8 +87,10 @@ lock:
 	$(LOCK_VENV)/bin/python -m pip install --quiet --require-hashes -r requirements-lock.lock
 	$(PIP_COMPILE) -o requirements-pip.lock requirements-pip.txt
 	$(PIP_COMPILE) -o requirements-lock.lock requirements-lock.txt
-	$(PIP_COMPILE) -o requirements-dev.lock requirements.txt requirements-dev.txt
-	cp requirements-dev.lock requirements.lock
+	$(PIP_COMPILE) -o requirements-dev.lock requirements.txt requirements-tools.txt requirements-dev.txt
+	cp requirements-dev.lock requirements-tools.lock
+	$(PIP_COMPILE) -o requirements-tools.lock requirements-tools.txt
+	cp requirements-tools.lock requirements.lock
 	$(PIP_COMPILE) -o requirements.lock requirements.txt
 	cp requirements.lock policies/requirements.lock
 	$(PIP_COMPILE) -o policies/requirements.lock policies/requirements.txt

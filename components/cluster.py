@@ -6,7 +6,7 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import dataclass
-from typing import cast
+from typing import Any, cast
 
 import pulumi
 import pulumi_gcp as gcp
@@ -92,50 +92,10 @@ class Cluster(pulumi.ComponentResource):
         role = facts.NODE_SERVICE_ACCOUNT_ROLE
         gcp.projects.IAMMember(f"{name}-nodes", project=args.project, role=role, member=node_sa.member, opts=child)
 
-        hardening = node_hardening(node_sa.email)
         cluster = gcp.container.Cluster(
             name,
-            name=cfg.name,
-            project=args.project,
-            location=args.region,
-            network=network.id,
-            subnetwork=subnet.id,
-            ip_allocation_policy={"cluster_secondary_range_name": "pods", "services_secondary_range_name": "services"},
-            enable_autopilot=cfg.autopilot or None,
-            # Standard: the default pool would run on the default compute SA; replace it with our own pools.
-            remove_default_node_pool=None if cfg.autopilot else True,
-            initial_node_count=None if cfg.autopilot else 1,
-            # The default pool lives only until remove_default_node_pool deletes it; hardened meanwhile.
-            node_config=None if cfg.autopilot else cast(gcp.container.ClusterNodeConfigArgsDict, hardening),
-            node_locations=None if cfg.autopilot else list(cfg.zones),
-            cluster_autoscaling=(
-                {"auto_provisioning_defaults": {"service_account": node_sa.email, "oauth_scopes": OAUTH_SCOPES}} if cfg.autopilot else None
-            ),
-            min_master_version=cfg.version,
-            release_channel={"channel": cfg.release_channel},
-            deletion_protection=cfg.deletion_protection,
-            workload_identity_config={"workload_pool": f"{args.project}.svc.id.goog"},
-            addons_config={"gcs_fuse_csi_driver_config": {"enabled": True}},
-            # Only what the stack needs: GKE fills enable_components with its own default packages, and
-            # listing fewer diffs on every plan (facts.PROVIDER_FIELDS). Its defaults include SYSTEM_COMPONENTS.
-            monitoring_config={"managed_prometheus": {"enabled": True}},
-            logging_config={"enable_components": ["SYSTEM_COMPONENTS", "WORKLOADS"]},
-            private_cluster_config={
-                "enable_private_nodes": True,
-                "enable_private_endpoint": cfg.private_endpoint,
-                "master_ipv4_cidr_block": CONTROL_PLANE_CIDR,
-            },
-            master_authorized_networks_config=(
-                {"cidr_blocks": [{"display_name": n.name, "cidr_block": n.cidr} for n in cfg.authorized_networks]}
-                if cfg.authorized_networks
-                else None
-            ),
-            master_auth={"client_certificate_config": {"issue_client_certificate": False}},
-            # Autopilot enforces all three itself; unset there, so nothing can conflict with enable_autopilot.
-            enable_legacy_abac=None if cfg.autopilot else False,
-            enable_shielded_nodes=None if cfg.autopilot else True,
-            # Dataplane V2 enforces the NetworkPolicies the servers ship with.
-            datapath_provider=None if cfg.autopilot else "ADVANCED_DATAPATH",
+            **cluster_settings(args.project, args.region, cfg, network.id, subnet.id),
+            **mode_settings(cfg, node_sa.email),
             # The API reports the first node pool's config as the cluster's (a TPU pool's Spot flag and
             # threads per core included): read back, it would replace the cluster (facts.PROVIDER_FIELDS).
             opts=pulumi.ResourceOptions(parent=self, ignore_changes=["nodeConfig"]),
@@ -152,7 +112,7 @@ class Cluster(pulumi.ComponentResource):
                 cluster=cluster.name,
                 node_locations=list(cfg.zones),
                 node_count=cfg.system_nodes,
-                node_config={**hardening, "machine_type": cfg.system_machine_type},
+                node_config={**node_hardening(node_sa.email), "machine_type": cfg.system_machine_type},
                 management={"auto_repair": True, "auto_upgrade": True},
                 opts=child,
             )
@@ -169,6 +129,64 @@ class Cluster(pulumi.ComponentResource):
         self.node_service_account = node_sa.email
         self.workload_identity_pool = cluster
         self.register_outputs({"name": self.name, "endpoint": self.endpoint, "kubeconfig": kubeconfig})
+
+
+def cluster_settings(
+    project: str, region: str, cfg: ClusterConfig, network: pulumi.Input[str], subnetwork: pulumi.Input[str]
+) -> dict[str, Any]:
+    """The cluster's arguments common to both modes: a private, regional cluster on its own VPC
+    with Workload Identity, the FUSE CSI driver and Managed Prometheus."""
+    return {
+        "name": cfg.name,
+        "project": project,
+        "location": region,
+        "network": network,
+        "subnetwork": subnetwork,
+        "ip_allocation_policy": {"cluster_secondary_range_name": "pods", "services_secondary_range_name": "services"},
+        "min_master_version": cfg.version,
+        "release_channel": {"channel": cfg.release_channel},
+        "deletion_protection": cfg.deletion_protection,
+        "workload_identity_config": {"workload_pool": f"{project}.svc.id.goog"},
+        "addons_config": {"gcs_fuse_csi_driver_config": {"enabled": True}},
+        # Only what the stack needs: GKE fills enable_components with its own default packages, and
+        # listing fewer diffs on every plan (facts.PROVIDER_FIELDS). Its defaults include SYSTEM_COMPONENTS.
+        "monitoring_config": {"managed_prometheus": {"enabled": True}},
+        "logging_config": {"enable_components": ["SYSTEM_COMPONENTS", "WORKLOADS"]},
+        "private_cluster_config": {
+            "enable_private_nodes": True,
+            "enable_private_endpoint": cfg.private_endpoint,
+            "master_ipv4_cidr_block": CONTROL_PLANE_CIDR,
+        },
+        "master_authorized_networks_config": (
+            {"cidr_blocks": [{"display_name": n.name, "cidr_block": n.cidr} for n in cfg.authorized_networks]}
+            if cfg.authorized_networks
+            else None
+        ),
+        "master_auth": {"client_certificate_config": {"issue_client_certificate": False}},
+    }
+
+
+def mode_settings(cfg: ClusterConfig, node_service_account: pulumi.Input[str]) -> dict[str, Any]:
+    """The arguments that differ between Autopilot and Standard; each mode sets only its own."""
+    if cfg.autopilot:
+        # Autopilot enforces legacy ABAC off, shielded nodes and Dataplane V2 itself: unset here, so
+        # nothing can conflict with enable_autopilot. Auto-provisioned nodes run as our own identity.
+        return {
+            "enable_autopilot": True,
+            "cluster_autoscaling": {"auto_provisioning_defaults": {"service_account": node_service_account, "oauth_scopes": OAUTH_SCOPES}},
+        }
+    return {
+        # The default pool would run on the default compute SA: remove it for our own pools. It
+        # lives only until remove_default_node_pool deletes it; hardened meanwhile.
+        "remove_default_node_pool": True,
+        "initial_node_count": 1,
+        "node_config": cast(gcp.container.ClusterNodeConfigArgsDict, node_hardening(node_service_account)),
+        "node_locations": list(cfg.zones),
+        "enable_legacy_abac": False,
+        "enable_shielded_nodes": True,
+        # Dataplane V2 enforces the NetworkPolicies the servers ship with.
+        "datapath_provider": "ADVANCED_DATAPATH",
+    }
 
 
 def node_account_id(cluster_name: str) -> str:

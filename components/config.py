@@ -1,8 +1,14 @@
-"""The typed stack config and the one place it is validated.
+"""The stack config, declared once: its schema, its validation and its typed, frozen values.
 
-`load_stack_config` turns the raw values of a stack file into frozen dataclasses, or raises
-ConfigError with one line that names the key, the bad value and what is allowed. It runs before
-any resource is registered, so a bad stack never leaves a half-built graph behind.
+Each config key is one field below: its camelCase alias (the key), its rule (bounds, choices,
+grammar), its default and its description. From those come the unknown-key checks, the README's
+config table (`python -m components.config --readme`) and the values the program reads. Rules that
+span keys (replicas, ranges, zones of the region) and those that need sizing or facts (topology,
+fit, HBM, GKE minimums) are the `_resolve` validators of each class.
+
+`load_stack_config` turns the raw values of a stack file into these values, or raises ConfigError
+with one line that names the key, the bad value and what is allowed. It runs before any resource
+is registered, so a bad stack never leaves a half-built graph behind.
 """
 
 from __future__ import annotations
@@ -14,14 +20,21 @@ import importlib.util
 import ipaddress
 import json
 import re
-from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+import sys
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass as std_dataclass
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, TypeVar
 
 import pulumi
+from pydantic import ConfigDict, Field, TypeAdapter, ValidationError, ValidationInfo, field_validator, model_validator
+from pydantic.alias_generators import to_camel
+from pydantic.dataclasses import dataclass
+from pydantic.fields import FieldInfo
+from pydantic_core import ArgsKwargs, PydanticUndefined, core_schema
 
 from components import facts, sizing
+from components import sizing as fit  # in ModelConfig's annotations, where the field `sizing` hides the module
 from components.coerce import real_number, whole_number
 from components.errors import HIDDEN, ConfigError, secret_shape
 from components.models import ModelArch
@@ -83,65 +96,609 @@ NON_PUBLIC_V6 = (
 # Without `authorizedNetworks`, the control plane answers only the private ranges (the VPC and
 # networks peered or connected to it), never the internet.
 DEFAULT_AUTHORIZED_NETWORKS = (("private-10", "10.0.0.0/8"), ("private-172", "172.16.0.0/12"), ("private-192", "192.168.0.0/16"))
-SECRET_KEYS = ("hfToken", "apiKey")
 # A cold 70B start downloads the weights and compiles for 10-30 minutes; less would kill it mid-compile.
 MIN_STARTUP_MINUTES = 40
+# What the secrets are for (they are read as Outputs, never as values: see read_secrets).
+SECRET_DESCRIPTIONS = {
+    "hfToken": "the Hugging Face read token (`pulumi config set --secret hfToken`)",
+    "apiKey": "the key clients send; required when a model has `exposure: external`",
+}
+SECRET_KEYS = tuple(SECRET_DESCRIPTIONS)
 
 
-@dataclass(frozen=True)
-class AuthorizedNetwork:
-    name: str
-    cidr: str
+# --- rules: what one key accepts, each with the one-line text a refusal shows -----------------------
+class _Refused(ValueError):
+    """A value a rule or validator refuses. The key is the field's own unless `suffix` names a part
+    of it (`[2]`) or `key` names another; the value shown is the field's input unless `value` is given."""
+
+    def __init__(self, allowed: str, *, suffix: str = "", key: str | None = None, value: Any = PydanticUndefined) -> None:
+        super().__init__(allowed)
+        self.allowed, self.suffix, self.key, self.value = allowed, suffix, key, value
+
+    @classmethod
+    def of(cls, error: ConfigError) -> _Refused:
+        return cls(error.allowed, key=error.key, value=error.value)
 
 
-@dataclass(frozen=True)
-class ClusterConfig:
-    name: str
-    mode: str
-    zones: tuple[str, ...]
-    release_channel: str
-    version: str | None
-    deletion_protection: bool
-    private_endpoint: bool
-    authorized_networks: tuple[AuthorizedNetwork, ...]
-    system_machine_type: str
-    system_nodes: int
-    extra_tpu_zones: Mapping[str, tuple[str, ...]]
+class Rule:
+    """A field's rule: turns the raw value into the typed one or raises _Refused. `shown` is what
+    the README's table says is allowed."""
+
+    shown = ""
+
+    def __get_pydantic_core_schema__(self, source: Any, handler: Any) -> core_schema.CoreSchema:
+        return core_schema.no_info_plain_validator_function(self.check)
+
+    def check(self, value: Any) -> Any:
+        raise NotImplementedError
+
+
+class Whole(Rule):
+    def __init__(self, low: int, high: int) -> None:
+        self.low, self.high = low, high
+        self.shown = f"whole number, {low}-{high}"
+
+    def check(self, value: Any) -> int:
+        number = whole_number(value)
+        if number is None or not self.low <= number <= self.high:
+            raise _Refused(f"must be a whole number from {self.low} to {self.high}")
+        return number
+
+
+class Real(Rule):
+    def __init__(self, low: float, high: float) -> None:
+        self.low, self.high = low, high
+        self.shown = f"number, {low:g}-{high:g}"
+
+    def check(self, value: Any) -> float:
+        number = real_number(value)
+        if number is None or not self.low <= number <= self.high:
+            raise _Refused(f"must be a number from {self.low} to {self.high}")
+        return number
+
+
+class Flag(Rule):
+    shown = "true, false"
+
+    def check(self, value: Any) -> bool:
+        if isinstance(value, str) and value.lower() in ("true", "false"):
+            value = value.lower() == "true"
+        if not isinstance(value, bool):
+            raise _Refused("must be true or false")
+        return value
+
+
+class Text(Rule):
+    """A non-empty string that passes `test` (a regex to match whole, or a function), else `allowed`.
+    `optional`: null is no value. `plain`: every refusal says `allowed`."""
+
+    def __init__(
+        self,
+        test: str | re.Pattern[str] | Callable[[str], bool] | None = None,
+        allowed: str = "",
+        *,
+        optional: bool = False,
+        plain: bool = False,
+        shown: str = "",
+    ) -> None:
+        pattern = re.compile(test) if isinstance(test, str) else test
+        self.test: Callable[[str], bool] | None = (
+            (lambda v: pattern.fullmatch(v) is not None) if isinstance(pattern, re.Pattern) else pattern
+        )
+        self.allowed, self.optional, self.plain = allowed, optional, plain
+        self.shown = shown or allowed or "text"
+
+    def check(self, value: Any) -> str | None:
+        if value is None and self.optional:
+            return None
+        if value is None:
+            raise _Refused(self.allowed if self.plain else "is required")
+        if not isinstance(value, str) or not value:
+            raise _Refused(self.allowed if self.plain else "must be a non-empty string")
+        if self.test is not None and not self.test(value):
+            raise _Refused(self.allowed)
+        return value
+
+
+class Choice(Rule):
+    def __init__(self, choices: Iterable[str]) -> None:
+        self.choices = tuple(choices)
+        self.shown = ", ".join(self.choices)
+
+    def check(self, value: Any) -> str:
+        if value is None:
+            raise _Refused(f"is required; one of {', '.join(self.choices)}")
+        if not isinstance(value, str) or not value:
+            raise _Refused("must be a non-empty string")
+        if value not in self.choices:
+            raise _Refused(f"allowed: {', '.join(self.choices)}")
+        return value
+
+
+class Texts(Rule):
+    """A list of non-empty strings; with `cidr`, each a CIDR block (normalized)."""
+
+    def __init__(self, *, cidr: bool = False) -> None:
+        self.cidr = cidr
+        self.shown = "list of CIDR blocks" if cidr else "list of strings"
+
+    def check(self, value: Any) -> tuple[str, ...]:
+        if not isinstance(value, list | tuple):
+            raise _Refused("must be a list")
+        for index, item in enumerate(value):
+            if not isinstance(item, str) or not item:
+                raise _Refused("must be a non-empty string", suffix=f"[{index}]", value=item)
+        if not self.cidr:
+            return tuple(value)
+        cidrs = []
+        for index, item in enumerate(value):
+            try:
+                cidrs.append(str(ipaddress.ip_network(item, strict=True)))
+            except ValueError:
+                raise _Refused("must be a CIDR block such as 203.0.113.0/24", suffix=f"[{index}]", value=item) from None
+        return tuple(cidrs)
+
+
+class Cidr(Rule):
+    shown = "a CIDR block"
+
+    def check(self, value: Any) -> str:
+        text = str(Text().check(value))
+        try:
+            return str(ipaddress.ip_network(text, strict=True))
+        except ValueError:
+            raise _Refused("must be a CIDR block such as 203.0.113.0/24") from None
+
+
+class ImageTag(Rule):
+    """A release tag (v0.22.0, 0.22.0, v0.22.0rc1), optionally pinned to a digest: v0.22.0@sha256:<64 hex>."""
+
+    shown = "a release tag, optionally `@sha256:<64 hex>`; no moving tag"
+
+    def check(self, value: Any) -> str:
+        text = Text().check(value)
+        assert text is not None
+        tag, at, digest = text.partition("@")
+        pin = f"a release tag such as {facts.VLLM_DEFAULT_TAG}, optionally with its digest ({facts.VLLM_DEFAULT_TAG}@sha256:<64 hex>)"
+        if not DOCKER_TAG_RE.fullmatch(tag) or (at and not DIGEST_RE.fullmatch(digest)):
+            raise _Refused(f"not a Docker tag; {pin}")
+        if tag.lower() in MOVING_TAGS or facts.parse_vllm_version(tag) is None:
+            raise _Refused(f"not a release version (a moving tag changes under a running stack); pin {pin}")
+        return text
+
+
+class _Given(Rule):
+    """Taken as given: a value the program derives (a slice, a Generation object)."""
+
+    def check(self, value: Any) -> Any:
+        return value
+
+
+GIVEN = _Given()
+# Marks a field the program fills in (never a key of the stack file).
+DERIVED = "derived"
+
+
+def key(description: str, default: Any = PydanticUndefined, *, shown: str | None = None, name: str | None = None, **kwargs: Any) -> Any:
+    """A config key's field: its description (the README's "meaning") and default; `shown` is the
+    default as the README prints it, when it is not the value itself (derived from other keys);
+    `name` is the key as the user writes it, when it is not the alias (gcp:project)."""
+    extra: dict[str, Any] = {k: v for k, v in (("shown_default", shown), ("key", name)) if v is not None}
+    return Field(default, description=description, json_schema_extra=extra or None, **kwargs)
+
+
+def derived(description: str) -> Any:
+    """A value the program computes (not a key): refused in the stack file like any unknown key."""
+    return Field(None, description=description, json_schema_extra={DERIVED: True})
+
+
+# The values are frozen, keyword-only pydantic dataclasses (so dataclasses.replace still works);
+# the stack file is read by alias only, so `hf_id:` is an unknown key, not another spelling of hfId.
+SCHEMA = ConfigDict(extra="forbid", alias_generator=to_camel, validate_by_alias=True, validate_by_name=True, arbitrary_types_allowed=True)
+
+
+@dataclass(frozen=True, kw_only=True, config=SCHEMA)
+class _Schema:
+    @model_validator(mode="before")
+    @classmethod
+    def _a_mapping_of_known_keys(cls, data: Any, info: ValidationInfo) -> Any:
+        if info.context is None or isinstance(data, ArgsKwargs):
+            return data  # built by the program, not read from a stack file
+        if data is None:
+            data = {}
+        if not isinstance(data, Mapping):
+            raise _Refused("must be a mapping")
+        allowed = input_keys(cls)
+        unknown = sorted(set(data) - set(allowed), key=str)
+        if unknown:
+            name = unknown[0]
+            hint = _did_you_mean(name, allowed) if isinstance(name, str) else ""
+            path = info.context["path"]
+            raise _Refused(f"unknown key{hint}; allowed: {', '.join(allowed)}", key=f"{path}.{name}" if path else str(name), value=HIDDEN)
+        return data
+
+
+def _fields(cls: type) -> dict[str, FieldInfo]:
+    return dict(cls.__pydantic_fields__)  # type: ignore[attr-defined]
+
+
+def _extra(info: FieldInfo) -> dict[str, Any]:
+    return info.json_schema_extra if isinstance(info.json_schema_extra, dict) else {}
+
+
+def input_keys(cls: type) -> tuple[str, ...]:
+    """The keys a stack file may set in one mapping, in declaration order."""
+    return tuple(str(f.alias) for f in _fields(cls).values() if not _extra(f).get(DERIVED))
+
+
+def _path(info: ValidationInfo) -> str:
+    return str((info.context or {}).get("path", ""))
+
+
+def _sub(path: str, name: str) -> str:
+    return f"{path}.{name}" if path else name
+
+
+S = TypeVar("S")
+
+
+_ADAPTERS: dict[type, TypeAdapter[Any]] = {}
+
+
+def _adapter(cls: type[S]) -> TypeAdapter[S]:
+    if cls not in _ADAPTERS:
+        _ADAPTERS[cls] = TypeAdapter(cls)
+    return _ADAPTERS[cls]
+
+
+def _validate(cls: type[S], raw: Any, path: str, **context: Any) -> S:
+    """One mapping of the stack file as `cls`, or the ConfigError of its first refusal."""
+    try:
+        return _adapter(cls).validate_python(raw, by_alias=True, by_name=False, context={"path": path, **context})
+    except ValidationError as error:
+        raise _config_error(cls, path, error.errors()[0]) from None
+
+
+def _nested(cls: type[S], raw: Any, path: str, **context: Any) -> S:
+    """`_validate` inside a field's validator: the refusal is the field's (first by declaration order)."""
+    try:
+        return _validate(cls, raw, path, **context)
+    except ConfigError as error:
+        raise _Refused.of(error) from None
+
+
+def _config_error(cls: type, path: str, error: Any) -> ConfigError:
+    """The first refusal pydantic collected, as the one-line ConfigError naming the full key."""
+    names = {str(f.alias): _extra(f)["key"] for f in _fields(cls).values() if "key" in _extra(f)}
+    loc = error["loc"]
+    key = path
+    if loc and loc[0] in names:
+        key, loc = names[loc[0]], loc[1:]
+    for part in loc:
+        key = f"{key}[{part}]" if isinstance(part, int) else _sub(key, str(part))
+    refused = error.get("ctx", {}).get("error")
+    if isinstance(refused, _Refused):
+        shown = error.get("input") if refused.value is PydanticUndefined else refused.value
+        return ConfigError(refused.key or key + refused.suffix, shown, refused.allowed)
+    if error["type"] == "missing":
+        return ConfigError(key, None, "is required")
+    if error["type"] in ("extra_forbidden", "unexpected_keyword_argument"):
+        return ConfigError(key, HIDDEN, "unknown key")
+    if error["type"].startswith(("dataclass", "model", "dict")):
+        return ConfigError(key, error.get("input"), "must be a mapping")
+    return ConfigError(key, error.get("input"), str(error.get("msg", "invalid")))
+
+
+# --- the config: one field per key -----------------------------------------------------------------
+@dataclass(frozen=True, kw_only=True, config=SCHEMA)
+class AuthorizedNetwork(_Schema):
+    name: Annotated[
+        str,
+        Text(DISPLAY_NAME_RE, "a display name: 1-63 of letters, digits, space and . _ - ( ), no leading space"),
+    ] = key("the range's display name")
+    cidr: Annotated[str, Cidr()] = key("the range (CIDR block)")
+
+
+@dataclass(frozen=True, kw_only=True, config=SCHEMA)
+class ClusterConfig(_Schema):
+    name: Annotated[str, Text(r"[a-z]([a-z0-9-]{0,38}[a-z0-9])?", "lowercase letters, digits and '-', 1-40 characters")] = key(
+        "the GKE cluster's name", "llm-serving"
+    )
+    mode: Annotated[str, Choice(MODES)] = key("GKE mode", "standard")
+    zones: Annotated[tuple[str, ...], Texts()] = key("zones of gcp:region for the nodes (at least one)", (), shown="required")
+    release_channel: Annotated[str, Choice(facts.RELEASE_CHANNELS)] = key("GKE release channel", "REGULAR")
+    version: Annotated[
+        str | None,
+        Text(lambda v: facts.parse_gke_version(v) is not None, "a GKE version such as 1.33 or 1.33.5-gke.1080000", optional=True),
+    ] = key(
+        "a floor sent as `min_master_version`, checked against each generation's minimum; unset: the channel's"
+        " current version (a minor that leaves the channel fails creation, so the shipped stacks set none)",
+        None,
+    )
+    deletion_protection: Annotated[bool, Flag()] = key("refuse `pulumi destroy` of the cluster", True)
+    private_endpoint: Annotated[bool, Flag()] = key("the control plane only on its private address", False)
+    authorized_networks: tuple[AuthorizedNetwork, ...] = key(
+        "who reaches the control plane: `[{name, cidr}]`; unset: the private ranges only",
+        tuple(AuthorizedNetwork(name=n, cidr=c) for n, c in DEFAULT_AUTHORIZED_NETWORKS),
+        shown="10/8, 172.16/12, 192.168/16",
+    )
+    system_machine_type: Annotated[
+        str,
+        Text(lambda v: len(v) <= 63 and MACHINE_TYPE_RE.fullmatch(v) is not None, "a Compute Engine machine type such as e2-standard-4"),
+    ] = key("machine type of the system (non-TPU) nodes", "e2-standard-4")
+    system_nodes: Annotated[int, Whole(1, 10)] = key("system nodes per zone", 1)
+    extra_tpu_zones: Mapping[str, tuple[str, ...]] = key(
+        "zones to add to a generation's known ones: `{v6e: [us-east5-b]}`", default_factory=dict, shown="{}"
+    )
+    allow_broad_ranges: Annotated[bool, Flag()] = key("allow `authorizedNetworks` wider than a /16 (IPv4) or /48 (IPv6)", False)
 
     @property
     def autopilot(self) -> bool:
         return self.mode == "autopilot"
 
+    @field_validator("authorized_networks", mode="plain")
+    @classmethod
+    def _networks(cls, value: Any, info: ValidationInfo) -> tuple[AuthorizedNetwork, ...]:
+        if not isinstance(value, list):
+            raise _Refused("must be a list")
+        if not value:
+            raise _Refused("list at least one range, or leave the key out for the private ranges only")
+        path = _sub(_path(info), "authorizedNetworks")
+        return tuple(_nested(AuthorizedNetwork, item, f"{path}[{index}]") for index, item in enumerate(value))
 
-@dataclass(frozen=True)
-class BucketConfig:
-    location: str
+    @field_validator("extra_tpu_zones", mode="plain")
+    @classmethod
+    def _extra_zones(cls, value: Any, info: ValidationInfo) -> Mapping[str, tuple[str, ...]]:
+        if value is None:
+            value = {}
+        if not isinstance(value, Mapping):
+            raise _Refused("must be a mapping")
+        path = _sub(_path(info), "extraTpuZones")
+        unknown = sorted(set(value) - set(facts.GENERATIONS), key=str)
+        if unknown:
+            name = unknown[0]
+            hint = _did_you_mean(name, facts.GENERATIONS) if isinstance(name, str) else ""
+            raise _Refused(f"unknown key{hint}; allowed: {', '.join(facts.GENERATIONS)}", key=f"{path}.{name}", value=HIDDEN)
+        zones: dict[str, tuple[str, ...]] = {}
+        for generation in facts.GENERATIONS:
+            try:
+                zones[generation] = Texts().check(value.get(generation, []))
+            except _Refused as refused:
+                shown = value.get(generation) if refused.value is PydanticUndefined else refused.value
+                raise _Refused(refused.allowed, key=f"{path}.{generation}{refused.suffix}", value=shown) from None
+        return zones
+
+    @model_validator(mode="after")
+    def _resolve(self, info: ValidationInfo) -> ClusterConfig:
+        if info.context is None:
+            return self
+        path, region = _path(info), info.context["region"]
+        if not self.zones:
+            raise ConfigError(_sub(path, "zones"), [], f"list at least one zone of {region}")
+        for index, zone in enumerate(self.zones):
+            if not re.fullmatch(re.escape(region) + r"-[a-z]", zone):
+                raise ConfigError(f"{_sub(path, 'zones')}[{index}]", zone, f"must be a zone of region {region} ({region}-a ...)")
+        _no_duplicates(_sub(path, "zones"), self.zones)
+        _ranges(
+            _sub(path, "authorizedNetworks"),
+            [n.cidr for n in self.authorized_networks],
+            self.allow_broad_ranges,
+            _sub(path, "allowBroadRanges"),
+        )
+        object.__setattr__(self, "extra_tpu_zones", {g: tuple(self.extra_tpu_zones.get(g, ())) for g in facts.GENERATIONS})
+        return self
 
 
-@dataclass(frozen=True)
-class ModelConfig:
-    name: str
-    hf_id: str
-    generation: facts.Generation
-    slice: facts.Slice
-    zones: tuple[str, ...]
-    image_tag: str
-    max_model_len: int
-    max_num_batched_tokens: int
-    max_num_seqs: int
-    gpu_memory_utilization: float
-    min_replicas: int
-    max_replicas: int
-    metric: str
-    target: float
-    capacity: str
-    reservation: str | None
-    exposure: str
-    source_ranges: tuple[str, ...]
-    startup_minutes: int
-    shutdown_timeout_seconds: int
-    sizing: sizing.Sizing | None = None
-    kv_cache_dtype: str = "auto"  # vLLM --kv-cache-dtype; "auto" is bfloat16 on TPU
+@dataclass(frozen=True, kw_only=True, config=SCHEMA)
+class BucketConfig(_Schema):
+    location: Annotated[str, Text(shown="a region, or a multi- or dual-region")] = key(
+        "location of the model cache buckets (one per model, `<project>-<stack>-<model>`): a region such as us-east5,"
+        f" or {', '.join(GCS_MULTI_REGIONS)}",
+        None,
+        shown="gcp:region",
+    )
+
+    @model_validator(mode="after")
+    def _resolve(self, info: ValidationInfo) -> BucketConfig:
+        if info.context is None:
+            return self
+        region = info.context["region"]
+        location = self.location or region.upper()
+        if location.upper() not in GCS_MULTI_REGIONS and not REGION_RE.fullmatch(location.lower()):
+            raise ConfigError(
+                _sub(_path(info), "location"),
+                location,
+                f"a Cloud Storage location: a region such as {region}, or {', '.join(GCS_MULTI_REGIONS)}",
+            )
+        object.__setattr__(self, "location", location.upper())
+        return self
+
+
+@dataclass(frozen=True, kw_only=True, config=SCHEMA)
+class ModelConfig(_Schema):
+    name: Annotated[str, Text(NAME_RE, "lowercase letters, digits and '-', 1-20 characters, starting with a letter")] = key(
+        "the model's short name: its namespace `vllm-<name>`, bucket and pool"
+    )
+    hf_id: Annotated[
+        str,
+        Text(
+            lambda v: HF_ID_RE.fullmatch(v) is not None and "--" not in v and ".." not in v,
+            "a Hugging Face model id such as meta-llama/Llama-3.1-8B: org/name of ASCII letters, digits, '-', '_', '.', no '--' or '..'",
+            shown="`org/name`, ASCII letters, digits, `-_.`, no `--` or `..`",
+        ),
+    ] = key("the Hugging Face model id")
+    generation: Annotated[facts.Generation, GIVEN] = key("TPU generation", "v6e", validate_default=True)
+    zones: Annotated[tuple[str, ...], Texts()] = key("zones for its node pool, of cluster.zones", (), shown="cluster.zones")
+    image_tag: Annotated[str, ImageTag()] = key("the vLLM TPU image's release tag", facts.VLLM_DEFAULT_TAG)
+    max_model_len: Annotated[int, Whole(*fit.MAX_MODEL_LEN_RANGE)] = key(
+        "context length served (vLLM --max-model-len)", fit.DEFAULT_MAX_MODEL_LEN
+    )
+    gpu_memory_utilization: Annotated[float, Real(*fit.MEMORY_UTILIZATION_RANGE)] = key(
+        "share of HBM vLLM may use", fit.DEFAULT_MEMORY_UTILIZATION
+    )
+    architecture: Annotated[ModelArch | None, GIVEN] = key(
+        "for a model the catalog lacks: `{paramsBillions, layers, attentionHeads, kvHeads, headDim, dtype, maxContext}`", None
+    )
+    config_json: Annotated[str | None, Text(optional=True, shown="a file path")] = key(
+        "for a model the catalog lacks: path to its config.json", None
+    )
+    kv_cache_dtype: Annotated[str, Choice(fit.KV_CACHE_DTYPES)] = key(
+        "vLLM --kv-cache-dtype; auto is bfloat16 on TPU", fit.DEFAULT_KV_CACHE_DTYPE
+    )
+    topology: Annotated[str, Text(shown="auto, or a slice of the generation such as 2x4")] = key(
+        "TPU slice topology, or auto: the smallest single-host slice that fits", "auto"
+    )
+    machine_type: Annotated[str | None, Text(optional=True, shown="a machine type of the generation such as ct6e-standard-8t")] = key(
+        "TPU machine type; unset: the slice's", None
+    )
+    concurrency: Annotated[int, Whole(*fit.CONCURRENCY_RANGE)] = key("sequences to size the KV cache for", fit.DEFAULT_CONCURRENCY)
+    allow_multi_host: Annotated[bool, Flag()] = key("let auto consider multi-host slices (then refused: not built)", False)
+    tensor_parallel: Annotated[int, Whole(1, 512)] = key(
+        "vLLM --tensor-parallel-size; must equal the slice's devices", 0, shown="the slice's devices", alias="tensorParallelSize"
+    )
+    max_num_seqs: Annotated[int, Whole(1, 4096)] = key("vLLM --max-num-seqs", 0, shown="from sizing")
+    max_num_batched_tokens: Annotated[int, Whole(64, 1_048_576)] = key(
+        "vLLM --max-num-batched-tokens, at least maxNumSeqs", 0, shown="from sizing"
+    )
+    min_replicas: Annotated[int, Whole(1, 100)] = key("replicas at least", 1)
+    max_replicas: Annotated[int, Whole(1, 100)] = key("replicas at most; above 1 an HPA scales", 0, shown="minReplicas")
+    capacity: Annotated[str, Choice(CAPACITY)] = key("how the TPU nodes are provisioned", "on-demand")
+    reservation: Annotated[
+        str | None,
+        Text(GCE_NAME_RE, "a reservation name: 1-63 of a-z 0-9 '-', starting with a letter", optional=True),
+    ] = key("the reservation's name, exactly when capacity is reservation", None)
+    exposure: Annotated[str, Choice(EXPOSURE)] = key("internal: in the cluster only; external: a load balancer and apiKey", "internal")
+    source_ranges: Annotated[tuple[str, ...], Texts(cidr=True)] = key("who reaches an external model (required then)", ())
+    allow_broad_ranges: Annotated[bool, Flag()] = key("allow `sourceRanges` wider than a /16 (IPv4) or /48 (IPv6)", False)
+    shutdown_timeout_seconds: Annotated[int, Whole(0, 600)] = key("vLLM --shutdown-timeout (vLLM 0.18 or later; 0 for older)", 60)
+    metric: Annotated[str, Choice(facts.AUTOSCALING_METRICS)] = key(
+        "what the HPA scales on", "num_requests_waiting", alias="autoscalingMetric"
+    )
+    target: Annotated[float, Real(0.01, 10_000)] = key(
+        "the HPA's target per pod (a share, 0.01-1, for kv_cache_usage)", 0.0, shown="10 (waiting), 0.8 (kv)", alias="autoscalingTarget"
+    )
+    startup_minutes: Annotated[int, Whole(MIN_STARTUP_MINUTES, 120)] = key("how long a cold start (download and compile) may take", 45)
+    slice: Annotated[facts.Slice, GIVEN] = derived("the TPU slice sizing chose or checked")
+    sizing: Annotated[fit.Sizing | None, GIVEN] = derived("the fit that chose the slice (None when not known)")
+
+    @field_validator("generation", mode="plain")
+    @classmethod
+    def _generation(cls, value: Any) -> facts.Generation:
+        if isinstance(value, facts.Generation):
+            return value
+        return facts.GENERATIONS[Choice(facts.GENERATIONS).check(value)]
+
+    @field_validator("architecture", mode="plain")
+    @classmethod
+    def _architecture(cls, value: Any, info: ValidationInfo) -> ModelArch | None:
+        if value is None or isinstance(value, ModelArch):
+            return value
+        from components import models
+
+        try:
+            return models.from_mapping(_sub(_path(info), "architecture"), str(info.data.get("hf_id", "")), value)
+        except ConfigError as error:
+            raise _Refused.of(error) from None
+
+    @model_validator(mode="after")
+    def _resolve(self, info: ValidationInfo) -> ModelConfig:
+        if info.context is None:
+            return self  # built by the program (dataclasses.replace), already whole
+        path, cluster = _path(info), info.context["cluster"]
+
+        def at(name: str) -> str:
+            return _sub(path, name)
+
+        generation = self.generation
+        zones = self.zones or cluster.zones
+        _no_duplicates(at("zones"), zones)
+        offered = generation.zones + cluster.extra_tpu_zones.get(generation.name, ())
+        for index, zone in enumerate(zones):
+            if zone not in cluster.zones:
+                raise ConfigError(f"{at('zones')}[{index}]", zone, f"must be one of cluster.zones: {', '.join(cluster.zones)}")
+            if zone not in offered:
+                raise ConfigError(
+                    at("zones") if self.zones else "cluster.zones",
+                    zone,
+                    f"{generation.name} is offered in {', '.join(offered)}"
+                    f" (add a zone under cluster.extraTpuZones.{generation.name} if Google lists it)",
+                )
+        chosen = sizing.resolve(
+            key=at("topology"),
+            arch=self._arch(at("configJson")),
+            generation=generation,
+            topology=self.topology,
+            machine_type=self.machine_type,
+            max_model_len=self.max_model_len,
+            concurrency=self.concurrency,
+            memory_utilization=self.gpu_memory_utilization,
+            allow_multi_host=self.allow_multi_host,
+            kv_cache_dtype=self.kv_cache_dtype,
+        )
+        if chosen.slice.multi_host:
+            raise ConfigError(
+                at("topology"),
+                chosen.slice.topology,
+                "multi-host slices need a multi-host (LeaderWorkerSet) deployment, which this stack does not build; "
+                f"single-host: {', '.join(t for t in generation.topologies if generation.single_host_slice(t))}",
+            )
+        devices = chosen.slice.chips * generation.devices_per_chip
+        if self.tensor_parallel and self.tensor_parallel != devices:
+            # A pod owns every chip of its node; vLLM must shard over all of them or they sit idle.
+            raise ConfigError(
+                at("tensorParallelSize"),
+                self.tensor_parallel,
+                f"must equal the chips of {chosen.slice.topology} ({devices}"
+                + (f" devices: {chosen.slice.chips} chips x {generation.devices_per_chip}" if devices != chosen.slice.chips else "")
+                + ")",
+            )
+        max_num_seqs = self.max_num_seqs or chosen.max_num_seqs
+        batched = self.max_num_batched_tokens or max(chosen.max_num_batched_tokens, max_num_seqs)
+        if batched < max_num_seqs:
+            # vLLM refuses to start when a step cannot hold one token of every running sequence.
+            raise ConfigError(at("maxNumBatchedTokens"), batched, f"must be at least maxNumSeqs ({max_num_seqs})")
+        max_replicas = self.max_replicas or self.min_replicas
+        if max_replicas < self.min_replicas:
+            raise ConfigError(at("maxReplicas"), max_replicas, f"must be at least minReplicas ({self.min_replicas})")
+        if (self.capacity == "reservation") != (self.reservation is not None):
+            raise ConfigError(at("reservation"), self.reservation, "set it exactly when capacity is 'reservation'")
+        if self.exposure == "external" and not self.source_ranges:
+            raise ConfigError(at("sourceRanges"), [], "exposure: external needs the CIDR blocks allowed to reach it")
+        _no_duplicates(at("sourceRanges"), self.source_ranges)
+        _ranges(at("sourceRanges"), self.source_ranges, self.allow_broad_ranges, at("allowBroadRanges"))
+        version = facts.parse_vllm_version(self.image_tag)
+        if self.shutdown_timeout_seconds and version is not None and version < facts.VLLM_SHUTDOWN_TIMEOUT_SINCE:
+            raise ConfigError(
+                at("shutdownTimeoutSeconds"),
+                self.shutdown_timeout_seconds,
+                f"needs vLLM 0.18 or later (imageTag is {self.image_tag}); set 0",
+            )
+        waiting = self.metric == "num_requests_waiting"
+        if not waiting and self.target > 1.0:
+            raise ConfigError(at("autoscalingTarget"), self.target, "must be a number from 0.01 to 1.0")
+        resolved = {
+            "zones": zones,
+            "slice": chosen.slice,
+            "sizing": chosen.sizing,
+            "tensor_parallel": devices,
+            "max_num_seqs": max_num_seqs,
+            "max_num_batched_tokens": batched,
+            "max_replicas": max_replicas,
+            "target": self.target or (10.0 if waiting else 0.8),
+        }
+        for name, value in resolved.items():
+            object.__setattr__(self, name, value)
+        return self
+
+    def _arch(self, config_json_key: str) -> ModelArch | None:
+        """The model's facts for sizing: stated in config, read from a config.json, or the catalog."""
+        from components import models
+
+        if self.architecture is not None:
+            return self.architecture
+        if self.config_json is not None:
+            return models.from_config_json_path(config_json_key, self.hf_id, self.config_json)
+        return models.lookup(self.hf_id)
 
     @property
     def machine(self) -> facts.MachineType:
@@ -173,15 +730,73 @@ class ModelConfig:
         return facts.AUTOSCALING_METRICS[self.metric]
 
 
-@dataclass(frozen=True)
-class StackConfig:
-    project: str
-    region: str
-    stack: str
-    cluster: ClusterConfig
-    bucket: BucketConfig
-    models: tuple[ModelConfig, ...] = field(default_factory=tuple)
-    protect_data: bool = False
+@dataclass(frozen=True, kw_only=True, config=SCHEMA)
+class StackConfig(_Schema):
+    project: Annotated[str, Text(PROJECT_RE, "a project id, 6-30 of a-z 0-9 '-' (pulumi config set gcp:project ID)", plain=True)] = key(
+        "the GCP project id", None, shown="required", validate_default=True, name="gcp:project"
+    )
+    region: Annotated[
+        str, Text(REGION_RE, "a Compute Engine region such as us-east5 (pulumi config set gcp:region REGION)", plain=True)
+    ] = key("the GCP region", None, shown="required", validate_default=True, name="gcp:region")
+    cluster: ClusterConfig = key("the GKE cluster (below)", None, shown="{}", validate_default=True)
+    models: tuple[ModelConfig, ...] = key("the models to serve, at least one (below)", (), shown="required", validate_default=True)
+    protect_data: Annotated[bool, Flag()] = key("protect and retain the model cache buckets (prod: true)", False)
+    bucket: BucketConfig = key("the model cache buckets (below)", None, shown="{}", validate_default=True)
+    stack: str = derived("the stack's name")
+
+    @field_validator("cluster", mode="plain")
+    @classmethod
+    def _cluster(cls, value: Any, info: ValidationInfo) -> ClusterConfig:
+        if info.context is None:
+            return value
+        if "region" not in info.data:
+            raise _Refused("needs a valid gcp:region")
+        return _nested(ClusterConfig, value, "cluster", region=info.data["region"])
+
+    @field_validator("models", mode="plain")
+    @classmethod
+    def _models(cls, value: Any, info: ValidationInfo) -> tuple[ModelConfig, ...]:
+        if info.context is None:
+            return value
+        value = [] if value == () else value  # the key left out
+        if not isinstance(value, list):
+            raise _Refused("must be a list")
+        if not value:
+            raise _Refused("list at least one model to serve", value=[])
+        if "cluster" not in info.data:
+            raise _Refused("needs a valid cluster")
+        return tuple(_nested(ModelConfig, item, f"models[{index}]", cluster=info.data["cluster"]) for index, item in enumerate(value))
+
+    @field_validator("bucket", mode="plain")
+    @classmethod
+    def _bucket(cls, value: Any, info: ValidationInfo) -> BucketConfig:
+        if info.context is None:
+            return value
+        if "region" not in info.data:
+            raise _Refused("needs a valid gcp:region")
+        return _nested(BucketConfig, value, "bucket", region=info.data["region"])
+
+    @model_validator(mode="after")
+    def _resolve(self, info: ValidationInfo) -> StackConfig:
+        if info.context is None:
+            return self
+        seen: dict[str, int] = {}
+        for index, model in enumerate(self.models):
+            if model.name in seen:
+                raise ConfigError(f"models[{index}].name", model.name, f"already used by models[{seen[model.name]}]; names must be unique")
+            seen[model.name] = index
+        if self.cluster.version is not None:
+            for index, model in enumerate(self.models):
+                generation = model.generation
+                minimum = generation.min_gke_autopilot if self.cluster.autopilot else generation.min_gke_standard
+                if not facts.gke_version_at_least(self.cluster.version, minimum):
+                    raise ConfigError(
+                        "cluster.version",
+                        self.cluster.version,
+                        f"models[{index}] uses {generation.name}, which needs GKE {minimum} or later on {self.cluster.mode}",
+                    )
+        object.__setattr__(self, "stack", info.context["stack"])
+        return self
 
     def bucket_name(self, model: ModelConfig) -> str:
         """Globally unique (project ids are) and within Cloud Storage's 63 characters."""
@@ -192,7 +807,17 @@ class StackConfig:
         return f"{name[:54].rstrip('-')}-{digest}"
 
 
-PROJECT_KEYS = ("cluster", "bucket", "models", "protectData", "hfToken", "apiKey")
+def load_stack_config(raw: Mapping[str, Any], stack: str) -> StackConfig:
+    _refuse_secret_shapes("", raw)
+    return _validate(StackConfig, raw, "", stack=stack)
+
+
+# The keys each mapping of a stack file may hold (the schema's aliases).
+CLUSTER_KEYS = input_keys(ClusterConfig)
+MODEL_KEYS = input_keys(ModelConfig)
+STACK_KEYS = input_keys(StackConfig)
+# The keys of the project's namespace (tpu-serving:...): gcp:project and gcp:region are the provider's.
+PROJECT_KEYS = (*(k for k in STACK_KEYS if k not in ("project", "region")), *SECRET_KEYS)
 
 
 def read_pulumi_config() -> dict[str, Any]:
@@ -201,31 +826,37 @@ def read_pulumi_config() -> dict[str, Any]:
     # A misspelt key (protectdata: true) would otherwise be ignored and leave its default in force.
     # An unknown key's value is never shown: `hftoken: hf_...` is a secret under a wrong name.
     for full in sorted({*pulumi.runtime.config.CONFIG.get(), *pulumi.runtime.config.get_config_env()}):
-        namespace, _, key = full.partition(":")
+        namespace, _, name = full.partition(":")
         secret = pulumi.runtime.is_config_secret(full)
-        if namespace == app.name and key in SECRET_KEYS and not secret:
+        if namespace == app.name and name in SECRET_KEYS and not secret:
             raise ConfigError(
-                key, HIDDEN, f"is in plain text in the stack file: pulumi config set --secret {key} <value> (and rotate the value)"
+                name, HIDDEN, f"is in plain text in the stack file: pulumi config set --secret {name} <value> (and rotate the value)"
             )
-        if namespace == app.name and key not in PROJECT_KEYS:
+        if namespace == app.name and name not in PROJECT_KEYS:
             allowed = ", ".join(f"{app.name}:{k}" for k in PROJECT_KEYS)
-            raise ConfigError(full, HIDDEN, f"unknown key{_did_you_mean(key, PROJECT_KEYS)}; allowed: {allowed}")
-        if namespace == "gcp" and key not in gcp_provider_keys():
+            raise ConfigError(full, HIDDEN, f"unknown key{_did_you_mean(name, PROJECT_KEYS)}; allowed: {allowed}")
+        if namespace == "gcp" and name not in gcp_provider_keys():
             raise ConfigError(
-                full, HIDDEN, f"not a gcp provider key{_did_you_mean(key, gcp_provider_keys())}; this stack reads gcp:project, gcp:region"
+                full, HIDDEN, f"not a gcp provider key{_did_you_mean(name, gcp_provider_keys())}; this stack reads gcp:project, gcp:region"
             )
         if not secret:
-            _refuse_secret_shapes(key if namespace == app.name else full, _parsed(pulumi.runtime.get_config(full)))
+            _refuse_secret_shapes(name if namespace == app.name else full, _parsed(pulumi.runtime.get_config(full)))
     raw: dict[str, Any] = {"project": cloud.get("project"), "region": cloud.get("region")}
-    for key in ("cluster", "bucket", "models"):
+    for info in _fields(StackConfig).values():
+        alias = str(info.alias)
+        if alias not in PROJECT_KEYS:
+            continue
+        if any(isinstance(rule, Rule) for rule in info.metadata):
+            # A scalar (protectData: true) is read as its text, which its rule parses.
+            if app.get(alias) is not None:
+                raw[alias] = app.get(alias)
+            continue
         try:
-            value = app.get_object(key)
+            value = app.get_object(alias)
         except pulumi.ConfigTypeError:
-            raise ConfigError(key, app.get(key), "must be a YAML mapping or list (as in Pulumi.<stack>.yaml)") from None
+            raise ConfigError(alias, app.get(alias), "must be a YAML mapping or list (as in Pulumi.<stack>.yaml)") from None
         if value is not None:
-            raw[key] = value
-    if app.get("protectData") is not None:
-        raw["protectData"] = app.get("protectData")
+            raw[alias] = value
     return raw
 
 
@@ -274,7 +905,7 @@ def _refuse_secret_shapes(key: str, value: Any) -> None:
             pending.extend((f"{path}[{index}]", child) for index, child in enumerate(item))
 
 
-@dataclass(frozen=True)
+@std_dataclass(frozen=True)
 class Secrets:
     hf_token: pulumi.Output[str]
     api_key: pulumi.Output[str] | None
@@ -294,78 +925,10 @@ def read_secrets(config: StackConfig) -> Secrets:
     return Secrets(hf_token, api_key)
 
 
-class _Reader:
-    """Typed access to one mapping of raw config, naming every key by its full path."""
-
-    def __init__(self, raw: Any, path: str, allowed: Sequence[str]) -> None:
-        if raw is None:
-            raw = {}
-        if not isinstance(raw, Mapping):
-            raise ConfigError(path, raw, "must be a mapping")
-        unknown = sorted((set(raw) - set(allowed)), key=str)
-        if unknown:
-            name = unknown[0]
-            hint = _did_you_mean(name, allowed) if isinstance(name, str) else ""
-            raise ConfigError(f"{path}.{name}", HIDDEN, f"unknown key{hint}; allowed: {', '.join(allowed)}")
-        self.raw, self.path = raw, path
-
-    def key(self, name: str) -> str:
-        return f"{self.path}.{name}" if self.path else name
-
-    def text(self, name: str, default: str | None = None, choices: Sequence[str] = ()) -> str:
-        value = self.raw.get(name, default)
-        if value is None:
-            raise ConfigError(self.key(name), None, "is required" + (f"; one of {', '.join(choices)}" if choices else ""))
-        if not isinstance(value, str) or not value:
-            raise ConfigError(self.key(name), value, "must be a non-empty string")
-        if choices and value not in choices:
-            raise ConfigError(self.key(name), value, f"allowed: {', '.join(choices)}")
-        return value
-
-    def opt_text(self, name: str) -> str | None:
-        return self.text(name) if self.raw.get(name) is not None else None
-
-    def integer(self, name: str, default: int, low: int, high: int) -> int:
-        value = self.raw.get(name, default)
-        number = whole_number(value)
-        if number is None or not low <= number <= high:
-            raise ConfigError(self.key(name), value, f"must be a whole number from {low} to {high}")
-        return number
-
-    def number(self, name: str, default: float, low: float, high: float) -> float:
-        value = self.raw.get(name, default)
-        number = real_number(value)
-        if number is None or not low <= number <= high:
-            raise ConfigError(self.key(name), value, f"must be a number from {low} to {high}")
-        return number
-
-    def flag(self, name: str, default: bool) -> bool:
-        value = self.raw.get(name, default)
-        if isinstance(value, str) and value.lower() in ("true", "false"):
-            value = value.lower() == "true"
-        if not isinstance(value, bool):
-            raise ConfigError(self.key(name), value, "must be true or false")
-        return value
-
-    def items(self, name: str) -> list[Any]:
-        value = self.raw.get(name, [])
-        if not isinstance(value, list):
-            raise ConfigError(self.key(name), value, "must be a list")
-        return value
-
-    def texts(self, name: str) -> tuple[str, ...]:
-        values = self.items(name)
-        for index, item in enumerate(values):
-            if not isinstance(item, str) or not item:
-                raise ConfigError(f"{self.key(name)}[{index}]", item, "must be a non-empty string")
-        return tuple(values)
-
-
-def _cidr(key: str, value: str) -> str:
-    try:
-        return str(ipaddress.ip_network(value, strict=True))
-    except ValueError:
-        raise ConfigError(key, value, "must be a CIDR block such as 203.0.113.0/24") from None
+def _no_duplicates(key: str, values: Sequence[str]) -> None:
+    for index, value in enumerate(values):
+        if value in values[:index]:
+            raise ConfigError(f"{key}[{index}]", value, f"listed twice (first at {key}[{values.index(value)}])")
 
 
 def _ranges(key: str, cidrs: Sequence[str], allow_broad: bool, allow_key: str) -> None:
@@ -390,290 +953,85 @@ def _ranges(key: str, cidrs: Sequence[str], allow_broad: bool, allow_key: str) -
             )
 
 
-def _no_duplicates(key: str, values: Sequence[str]) -> None:
-    for index, value in enumerate(values):
-        if value in values[:index]:
-            raise ConfigError(f"{key}[{index}]", value, f"listed twice (first at {key}[{values.index(value)}])")
-
-
-CLUSTER_KEYS = (
-    "name",
-    "mode",
-    "zones",
-    "releaseChannel",
-    "version",
-    "deletionProtection",
-    "privateEndpoint",
-    "authorizedNetworks",
-    "systemMachineType",
-    "systemNodes",
-    "extraTpuZones",
-    "allowBroadRanges",
+# --- the README's config table, generated from the fields above ------------------------------------
+README = Path(__file__).resolve().parent.parent / "README.md"
+TABLE_BEGIN = "<!-- config-table: generated from components/config.py by `python -m components.config --readme`; do not edit -->"
+TABLE_END = "<!-- /config-table -->"
+# Each mapping of the stack file and the prefix its keys carry in the table.
+SECTIONS: tuple[tuple[type, str], ...] = (
+    (StackConfig, ""),
+    (ClusterConfig, "cluster."),
+    (AuthorizedNetwork, "cluster.authorizedNetworks[]."),
+    (ModelConfig, "models[]."),
+    (BucketConfig, "bucket."),
 )
 
 
-def _cluster(raw: Any, region: str) -> ClusterConfig:
-    r = _Reader(
-        raw,
-        "cluster",
-        CLUSTER_KEYS,
-    )
-    name = r.text("name", "llm-serving")
-    if not re.fullmatch(r"[a-z]([a-z0-9-]{0,38}[a-z0-9])?", name):
-        raise ConfigError(r.key("name"), name, "lowercase letters, digits and '-', 1-40 characters")
-    zones = r.texts("zones")
-    if not zones:
-        raise ConfigError(r.key("zones"), [], f"list at least one zone of {region}")
-    for index, zone in enumerate(zones):
-        if not re.fullmatch(re.escape(region) + r"-[a-z]", zone):
-            raise ConfigError(f"{r.key('zones')}[{index}]", zone, f"must be a zone of region {region} ({region}-a ...)")
-    _no_duplicates(r.key("zones"), zones)
-    version = r.opt_text("version")
-    if version is not None and facts.parse_gke_version(version) is None:
-        raise ConfigError(r.key("version"), version, "a GKE version such as 1.33 or 1.33.5-gke.1080000")
-    networks = []
-    raw_networks = r.items("authorizedNetworks")
-    if "authorizedNetworks" in r.raw and not raw_networks:
-        raise ConfigError(r.key("authorizedNetworks"), [], "list at least one range, or leave the key out for the private ranges only")
-    for index, item in enumerate(raw_networks or [{"name": n, "cidr": c} for n, c in DEFAULT_AUTHORIZED_NETWORKS]):
-        n = _Reader(item, f"{r.key('authorizedNetworks')}[{index}]", ("name", "cidr"))
-        display_name = n.text("name")
-        if not DISPLAY_NAME_RE.fullmatch(display_name):
-            raise ConfigError(n.key("name"), display_name, "a display name: 1-63 of letters, digits, space and . _ - ( ), no leading space")
-        networks.append(AuthorizedNetwork(display_name, _cidr(n.key("cidr"), n.text("cidr"))))
-    _ranges(r.key("authorizedNetworks"), [n.cidr for n in networks], r.flag("allowBroadRanges", False), r.key("allowBroadRanges"))
-    system_machine_type = r.text("systemMachineType", "e2-standard-4")
-    if len(system_machine_type) > 63 or not MACHINE_TYPE_RE.fullmatch(system_machine_type):
-        raise ConfigError(r.key("systemMachineType"), system_machine_type, "a Compute Engine machine type such as e2-standard-4")
-    extra = _Reader(r.raw.get("extraTpuZones"), r.key("extraTpuZones"), tuple(facts.GENERATIONS))
-    return ClusterConfig(
-        name=name,
-        mode=r.text("mode", "standard", MODES),
-        zones=zones,
-        release_channel=r.text("releaseChannel", "REGULAR", facts.RELEASE_CHANNELS),
-        version=version,
-        deletion_protection=r.flag("deletionProtection", True),
-        private_endpoint=r.flag("privateEndpoint", False),
-        authorized_networks=tuple(networks),
-        system_machine_type=system_machine_type,
-        system_nodes=r.integer("systemNodes", 1, 1, 10),
-        extra_tpu_zones={g: extra.texts(g) for g in facts.GENERATIONS},
-    )
+def _shown_default(info: FieldInfo) -> str:
+    extra = _extra(info)
+    if "shown_default" in extra:
+        return str(extra["shown_default"])
+    default = info.get_default(call_default_factory=True)
+    if default is PydanticUndefined:
+        return "required"
+    if default is None:
+        return "unset"
+    if default == ():
+        return "[]"
+    if isinstance(default, bool):
+        return str(default).lower()
+    if isinstance(default, facts.Generation):
+        return default.name
+    return str(default)
 
 
-MODEL_KEYS = (
-    "name",
-    "hfId",
-    "generation",
-    "topology",
-    "machineType",
-    "zones",
-    "imageTag",
-    "maxModelLen",
-    "maxNumBatchedTokens",
-    "maxNumSeqs",
-    "gpuMemoryUtilization",
-    "minReplicas",
-    "maxReplicas",
-    "autoscalingMetric",
-    "autoscalingTarget",
-    "capacity",
-    "reservation",
-    "exposure",
-    "sourceRanges",
-    "startupMinutes",
-    "shutdownTimeoutSeconds",
-    "tensorParallelSize",
-    "concurrency",
-    "allowMultiHost",
-    "architecture",
-    "configJson",
-    "allowBroadRanges",
-    "kvCacheDtype",
-)
+def table_rows() -> list[tuple[str, str, str, str]]:
+    """(key, default, allowed, meaning) for every key of the stack file, in the schema's order."""
+    rows = []
+    for cls, prefix in SECTIONS:
+        for info in _fields(cls).values():
+            extra = _extra(info)
+            if extra.get(DERIVED):
+                continue
+            rules = [m for m in info.metadata if isinstance(m, Rule) and m is not GIVEN]
+            allowed = rules[0].shown if rules else ("list" if "tuple" in str(info.annotation) else "mapping")
+            if info.alias == "generation":
+                allowed = ", ".join(facts.GENERATIONS)
+            name = extra.get("key") or f"{prefix or 'tpu-serving:'}{info.alias}"
+            rows.append((str(name), _shown_default(info), allowed, str(info.description)))
+    rows += [
+        (f"tpu-serving:{name}", "required" if name == "hfToken" else "unset", "secret", text) for name, text in SECRET_DESCRIPTIONS.items()
+    ]
+    return rows
 
 
-def _model(raw: Any, index: int, cluster: ClusterConfig) -> ModelConfig:
-    r = _Reader(raw, f"models[{index}]", MODEL_KEYS)
-    name = r.text("name")
-    if not NAME_RE.fullmatch(name):
-        raise ConfigError(r.key("name"), name, "lowercase letters, digits and '-', 1-20 characters, starting with a letter")
-    hf_id = r.text("hfId")
-    if not HF_ID_RE.fullmatch(hf_id) or "--" in hf_id or ".." in hf_id:
-        raise ConfigError(
-            r.key("hfId"),
-            hf_id,
-            "a Hugging Face model id such as meta-llama/Llama-3.1-8B: org/name of ASCII letters, digits, '-', '_', '.', no '--' or '..'",
-        )
-    generation = facts.GENERATIONS[r.text("generation", "v6e", tuple(facts.GENERATIONS))]
+def markdown_table() -> str:
+    def cell(text: str) -> str:
+        return text.replace("|", "\\|")
 
-    zones = r.texts("zones") or cluster.zones
-    _no_duplicates(r.key("zones"), zones)
-    offered = generation.zones + cluster.extra_tpu_zones.get(generation.name, ())
-    for zone_index, zone in enumerate(zones):
-        if zone not in cluster.zones:
-            raise ConfigError(f"{r.key('zones')}[{zone_index}]", zone, f"must be one of cluster.zones: {', '.join(cluster.zones)}")
-        if zone not in offered:
-            key = r.key("zones") if r.raw.get("zones") else "cluster.zones"
-            raise ConfigError(
-                key,
-                zone,
-                f"{generation.name} is offered in {', '.join(offered)}"
-                f" (add a zone under cluster.extraTpuZones.{generation.name} if Google lists it)",
-            )
-    image_tag = _image_tag(r.key("imageTag"), r.text("imageTag", facts.VLLM_DEFAULT_TAG))
-    max_model_len = r.integer("maxModelLen", sizing.DEFAULT_MAX_MODEL_LEN, *sizing.MAX_MODEL_LEN_RANGE)
-    utilization = r.number("gpuMemoryUtilization", sizing.DEFAULT_MEMORY_UTILIZATION, *sizing.MEMORY_UTILIZATION_RANGE)
-    arch = _architecture(r, hf_id)
-    kv_cache_dtype = r.text("kvCacheDtype", sizing.DEFAULT_KV_CACHE_DTYPE, sizing.KV_CACHE_DTYPES)
-    chosen = sizing.resolve(
-        key=r.key("topology"),
-        arch=arch,
-        generation=generation,
-        topology=r.text("topology", "auto"),
-        machine_type=r.opt_text("machineType"),
-        max_model_len=max_model_len,
-        concurrency=r.integer("concurrency", sizing.DEFAULT_CONCURRENCY, *sizing.CONCURRENCY_RANGE),
-        memory_utilization=utilization,
-        allow_multi_host=r.flag("allowMultiHost", False),
-        kv_cache_dtype=kv_cache_dtype,
-    )
-    if chosen.slice.multi_host:
-        raise ConfigError(
-            r.key("topology"),
-            chosen.slice.topology,
-            "multi-host slices need a multi-host (LeaderWorkerSet) deployment, which this stack does not build; "
-            f"single-host: {', '.join(t for t in generation.topologies if generation.single_host_slice(t))}",
-        )
-
-    devices = chosen.slice.chips * generation.devices_per_chip
-    tensor_parallel = r.integer("tensorParallelSize", devices, 1, 512)
-    if tensor_parallel != devices:
-        # A pod owns every chip of its node; vLLM must shard over all of them or they sit idle.
-        raise ConfigError(
-            r.key("tensorParallelSize"),
-            tensor_parallel,
-            f"must equal the chips of {chosen.slice.topology} ({devices}"
-            + (f" devices: {chosen.slice.chips} chips x {generation.devices_per_chip}" if devices != chosen.slice.chips else "")
-            + ")",
-        )
-    max_num_seqs = r.integer("maxNumSeqs", chosen.max_num_seqs, 1, 4096)
-    batched = r.integer("maxNumBatchedTokens", max(chosen.max_num_batched_tokens, max_num_seqs), 64, 1_048_576)
-    if batched < max_num_seqs:
-        # vLLM refuses to start when a step cannot hold one token of every running sequence.
-        raise ConfigError(r.key("maxNumBatchedTokens"), batched, f"must be at least maxNumSeqs ({max_num_seqs})")
-    min_replicas = r.integer("minReplicas", 1, 1, 100)
-    max_replicas = r.integer("maxReplicas", min_replicas, 1, 100)
-    if max_replicas < min_replicas:
-        raise ConfigError(r.key("maxReplicas"), max_replicas, f"must be at least minReplicas ({min_replicas})")
-    capacity = r.text("capacity", "on-demand", CAPACITY)
-    reservation = r.opt_text("reservation")
-    if reservation is not None and not GCE_NAME_RE.fullmatch(reservation):
-        raise ConfigError(r.key("reservation"), reservation, "a reservation name: 1-63 of a-z 0-9 '-', starting with a letter")
-    if (capacity == "reservation") != (reservation is not None):
-        raise ConfigError(r.key("reservation"), reservation, "set it exactly when capacity is 'reservation'")
-    exposure = r.text("exposure", "internal", EXPOSURE)
-    source_ranges = tuple(_cidr(f"{r.key('sourceRanges')}[{i}]", cidr) for i, cidr in enumerate(r.texts("sourceRanges")))
-    if exposure == "external" and not source_ranges:
-        raise ConfigError(r.key("sourceRanges"), [], "exposure: external needs the CIDR blocks allowed to reach it")
-    _no_duplicates(r.key("sourceRanges"), source_ranges)
-    _ranges(r.key("sourceRanges"), source_ranges, r.flag("allowBroadRanges", False), r.key("allowBroadRanges"))
-    version = facts.parse_vllm_version(image_tag)
-    shutdown = r.integer("shutdownTimeoutSeconds", 60, 0, 600)
-    if shutdown and version is not None and version < facts.VLLM_SHUTDOWN_TIMEOUT_SINCE:
-        raise ConfigError(r.key("shutdownTimeoutSeconds"), shutdown, f"needs vLLM 0.18 or later (imageTag is {image_tag}); set 0")
-    metric = r.text("autoscalingMetric", "num_requests_waiting", tuple(facts.AUTOSCALING_METRICS))
-    target_default = 10.0 if metric == "num_requests_waiting" else 0.8
-    target_high = 10_000.0 if metric == "num_requests_waiting" else 1.0
-    return ModelConfig(
-        name=name,
-        hf_id=hf_id,
-        generation=generation,
-        slice=chosen.slice,
-        zones=zones,
-        image_tag=image_tag,
-        max_model_len=max_model_len,
-        max_num_batched_tokens=batched,
-        max_num_seqs=max_num_seqs,
-        gpu_memory_utilization=utilization,
-        min_replicas=min_replicas,
-        max_replicas=max_replicas,
-        metric=metric,
-        target=r.number("autoscalingTarget", target_default, 0.01, target_high),
-        capacity=capacity,
-        reservation=reservation,
-        exposure=exposure,
-        source_ranges=source_ranges,
-        startup_minutes=r.integer("startupMinutes", 45, MIN_STARTUP_MINUTES, 120),
-        shutdown_timeout_seconds=shutdown,
-        sizing=chosen.sizing,
-        kv_cache_dtype=kv_cache_dtype,
-    )
+    lines = ["| key | default | allowed | meaning |", "|---|---|---|---|"]
+    lines += [f"| `{k}` | {cell(d)} | {cell(a)} | {cell(m)} |" for k, d, a, m in table_rows()]
+    return "\n".join(lines) + "\n"
 
 
-def _image_tag(key: str, value: str) -> str:
-    """A release tag (v0.22.0, 0.22.0, v0.22.0rc1), optionally pinned to a digest: v0.22.0@sha256:<64 hex>."""
-    tag, at, digest = value.partition("@")
-    pin = f"a release tag such as {facts.VLLM_DEFAULT_TAG}, optionally with its digest ({facts.VLLM_DEFAULT_TAG}@sha256:<64 hex>)"
-    if not DOCKER_TAG_RE.fullmatch(tag) or (at and not DIGEST_RE.fullmatch(digest)):
-        raise ConfigError(key, value, f"not a Docker tag; {pin}")
-    if tag.lower() in MOVING_TAGS or facts.parse_vllm_version(tag) is None:
-        raise ConfigError(key, value, f"not a release version (a moving tag changes under a running stack); pin {pin}")
-    return value
+def readme_with_table(readme: str) -> str:
+    """The README with the text between the markers replaced by the generated table."""
+    begin, end = readme.index(TABLE_BEGIN) + len(TABLE_BEGIN), readme.index(TABLE_END)
+    return readme[:begin] + "\n" + markdown_table() + readme[end:]
 
 
-def _architecture(r: _Reader, hf_id: str) -> ModelArch | None:
-    """The model's facts for sizing: stated in config, read from a config.json, or the catalog."""
-    from components import models
+def main(argv: Sequence[str] | None = None) -> int:
+    args = list(sys.argv[1:] if argv is None else argv)
+    if args == ["--markdown"]:
+        print(markdown_table(), end="")
+        return 0
+    if args == ["--readme"]:
+        README.write_text(readme_with_table(README.read_text(encoding="utf-8")), encoding="utf-8")
+        print(f"wrote the config table into {README}")
+        return 0
+    print("usage: python -m components.config --markdown | --readme", file=sys.stderr)
+    return 2
 
-    if r.raw.get("architecture") is not None:
-        return models.from_mapping(r.key("architecture"), hf_id, r.raw["architecture"])
-    if r.raw.get("configJson") is not None:
-        return models.from_config_json_path(r.key("configJson"), hf_id, r.text("configJson"))
-    return models.lookup(hf_id)
 
-
-def load_stack_config(raw: Mapping[str, Any], stack: str) -> StackConfig:
-    _refuse_secret_shapes("", raw)
-    top = _Reader(raw, "", ("project", "region", "cluster", "bucket", "models", "protectData"))
-    project = top.raw.get("project")
-    if not isinstance(project, str) or not PROJECT_RE.fullmatch(project):
-        raise ConfigError("gcp:project", project, "a project id, 6-30 of a-z 0-9 '-' (pulumi config set gcp:project ID)")
-    region = top.raw.get("region")
-    if not isinstance(region, str) or not REGION_RE.fullmatch(region):
-        raise ConfigError("gcp:region", region, "a Compute Engine region such as us-east5 (pulumi config set gcp:region REGION)")
-    cluster = _cluster(top.raw.get("cluster"), region)
-    raw_models = top.items("models")
-    if not raw_models:
-        raise ConfigError("models", raw_models, "list at least one model to serve")
-    models = tuple(_model(item, index, cluster) for index, item in enumerate(raw_models))
-    seen: dict[str, int] = {}
-    for index, model in enumerate(models):
-        if model.name in seen:
-            raise ConfigError(f"models[{index}].name", model.name, f"already used by models[{seen[model.name]}]; names must be unique")
-        seen[model.name] = index
-    if cluster.version is not None:
-        for index, model in enumerate(models):
-            minimum = model.generation.min_gke_autopilot if cluster.autopilot else model.generation.min_gke_standard
-            if not facts.gke_version_at_least(cluster.version, minimum):
-                raise ConfigError(
-                    "cluster.version",
-                    cluster.version,
-                    f"models[{index}] uses {model.generation.name}, which needs GKE {minimum} or later on {cluster.mode}",
-                )
-    protect = top.flag("protectData", False)
-    bucket = _Reader(top.raw.get("bucket"), "bucket", ("location",))
-    location = bucket.text("location", region.upper())
-    if location.upper() not in GCS_MULTI_REGIONS and not REGION_RE.fullmatch(location.lower()):
-        raise ConfigError(
-            bucket.key("location"), location, f"a Cloud Storage location: a region such as {region}, or {', '.join(GCS_MULTI_REGIONS)}"
-        )
-    return StackConfig(
-        project=project,
-        region=region,
-        stack=stack,
-        cluster=cluster,
-        bucket=BucketConfig(location=location.upper()),
-        models=models,
-        protect_data=protect,
-    )
+if __name__ == "__main__":
+    sys.exit(main())

@@ -10,6 +10,7 @@ import pulumi_gcp as gcp
 import pulumi_kubernetes as k8s
 
 from components import facts
+from components.specs.namespace import ModelNamespace
 
 # Read and write objects of this one bucket; nothing project-wide (the seed's second option).
 BUCKET_ROLE = "roles/storage.objectUser"
@@ -21,8 +22,7 @@ class ModelCacheBucketArgs:
     project_number: pulumi.Input[str]
     bucket_name: str
     location: str
-    namespace: str
-    namespace_resource: pulumi.Resource
+    namespace: ModelNamespace
     service_account_name: str
     protect: bool
     labels: dict[str, str]
@@ -51,14 +51,14 @@ class ModelCacheBucket(pulumi.ComponentResource):
         )
         account = k8s.core.v1.ServiceAccount(
             name,
-            metadata={"name": args.service_account_name, "namespace": args.namespace, "labels": args.labels},
+            metadata={"name": args.service_account_name, "namespace": args.namespace.name, "labels": args.labels},
             automount_service_account_token=False,
-            opts=pulumi.ResourceOptions(parent=self, depends_on=[args.namespace_resource]),
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[args.namespace.resource]),
         )
         # Built from names, not from the ServiceAccount; it waits only for the cluster's Workload
         # Identity pool, which IAM requires to exist, while the bucket itself waits only for its API.
         member = pulumi.Output.from_input(args.project_number).apply(
-            lambda number: facts.workload_identity_member(number, args.project, args.namespace, args.service_account_name)
+            lambda number: facts.workload_identity_member(number, args.project, args.namespace.name, args.service_account_name)
         )
         self.grant = gcp.storage.BucketIAMMember(
             name,

@@ -13,6 +13,8 @@ import pulumi_kubernetes as k8s
 
 from components import facts
 from components.config import ModelConfig
+from components.specs.namespace import ModelNamespace
+from components.specs.network_policy import network_policy
 from components.tpu_node_pool import SlicePlacement
 
 NAME = "vllm"
@@ -119,15 +121,227 @@ def compile_cache_key(model: ModelConfig) -> str:
 
 
 @dataclass(frozen=True)
+class Exposure:
+    """How callers reach one model, decided once from its config. External: a public load balancer
+    limited to sourceRanges, and callers present the API key. Internal: an internal load balancer
+    (client addresses kept), which the private 10/8 may call when sourceRanges is empty."""
+
+    external: bool
+    source_ranges: tuple[str, ...]
+
+    @property
+    def service_annotations(self) -> dict[str, str]:
+        return {} if self.external else {facts.INTERNAL_LB_ANNOTATIONS[0]: facts.INTERNAL_LB_VALUE}
+
+    @property
+    def allowed_sources(self) -> tuple[str, ...]:
+        return self.source_ranges or (PRIVATE_CLIENTS,)
+
+
+def exposure(model: ModelConfig) -> Exposure:
+    return Exposure(external=model.exposure == "external", source_ranges=model.source_ranges)
+
+
+def selector(model: ModelConfig) -> dict[str, str]:
+    return {"app.kubernetes.io/name": NAME, "app.kubernetes.io/instance": model.name}
+
+
+def vllm_container(model: ModelConfig, chips_per_node: int, sidecar: FuseSidecar, with_api_key: bool) -> k8s.core.v1.ContainerArgsDict:
+    """The server's container: the launcher, its args and env, the node's chips and the pod's share
+    of CPU and memory (less the FUSE sidecar's), probes sized to a cold start, and no privileges."""
+    machine = model.machine
+    resources = {
+        "cpu": str(machine.pod_cpu - sidecar.cpu),
+        "memory": f"{machine.pod_memory_gib - sidecar.memory_gib}Gi",
+        facts.TPU_RESOURCE: str(chips_per_node),
+    }
+    env: list[k8s.core.v1.EnvVarArgsDict] = [
+        {"name": "HF_TOKEN_PATH", "value": f"{HF_TOKEN_DIR}/token"},
+        {"name": "HOME", "value": "/home/vllm"},
+        {"name": facts.XLA_CACHE_ENV, "value": f"{DATA_DIR}/xla-cache/{compile_cache_key(model)}"},
+    ]
+    secret_mounts: list[k8s.core.v1.VolumeMountArgsDict] = [{"name": "hf-token", "mount_path": HF_TOKEN_DIR, "read_only": True}]
+    if with_api_key:
+        env.append({"name": "VLLM_API_KEY_FILE", "value": f"{API_KEY_DIR}/key"})
+        secret_mounts.append({"name": "api-key", "mount_path": API_KEY_DIR, "read_only": True})
+    http_get: k8s.core.v1.HTTPGetActionArgsDict = {"path": facts.VLLM_HEALTH_PATH, "port": "http"}
+    return {
+        "name": NAME,
+        "image": f"{facts.VLLM_IMAGE_REPOSITORY}:{model.image_tag}",
+        "image_pull_policy": "Always",
+        "command": ["/bin/sh", "-c", LAUNCHER, NAME],
+        "args": serving_args(model),
+        "env": env,
+        "ports": [{"name": "http", "container_port": facts.VLLM_PORT, "protocol": "TCP"}],
+        "resources": {"requests": resources, "limits": resources},
+        # A cold start downloads weights and compiles for up to startupMinutes; nothing else
+        # probes until it is done, and liveness then tolerates minutes of a saturated server.
+        "startup_probe": {
+            "http_get": http_get,
+            "period_seconds": 10,
+            "timeout_seconds": 5,
+            "failure_threshold": model.startup_minutes * 6,
+        },
+        "readiness_probe": {"http_get": http_get, "period_seconds": 10, "timeout_seconds": 5, "failure_threshold": 3},
+        "liveness_probe": {"http_get": http_get, "period_seconds": 30, "timeout_seconds": 10, "failure_threshold": 6},
+        "lifecycle": {"pre_stop": {"exec_": {"command": ["/bin/sh", "-c", f"sleep {PRESTOP_SECONDS}"]}}},
+        "security_context": {
+            "allow_privilege_escalation": False,
+            "privileged": False,
+            "read_only_root_filesystem": True,
+            "capabilities": {"drop": ["ALL"]},
+            "seccomp_profile": {"type": "RuntimeDefault"},
+        },
+        "volume_mounts": [
+            {"name": "model-cache", "mount_path": DATA_DIR},
+            {"name": "dshm", "mount_path": "/dev/shm"},
+            {"name": "tmp", "mount_path": "/tmp"},
+            {"name": "home", "mount_path": "/home/vllm"},
+            *secret_mounts,
+        ],
+    }
+
+
+@dataclass(frozen=True)
+class PodInputs:
+    """What the pod takes from other resources: the names the Kubernetes objects and the bucket
+    get (Outputs in the program, plain strings in a test)."""
+
+    service_account_name: pulumi.Input[str]
+    bucket_name: pulumi.Input[str]
+    hf_token_secret: pulumi.Input[str]
+    api_key_secret: pulumi.Input[str] | None
+
+
+def pod_spec(model: ModelConfig, placement: SlicePlacement, sidecar: FuseSidecar, inputs: PodInputs) -> k8s.core.v1.PodSpecArgsDict:
+    """The server's pod on its slice: the container, the bucket mounted through FUSE with a RAM
+    file cache, scratch volumes, and the secrets as read-only files."""
+    secret_volumes: list[k8s.core.v1.VolumeArgsDict] = [
+        {"name": "hf-token", "secret": {"secret_name": inputs.hf_token_secret, "default_mode": 0o400}}
+    ]
+    if inputs.api_key_secret is not None:
+        secret_volumes.append({"name": "api-key", "secret": {"secret_name": inputs.api_key_secret, "default_mode": 0o400}})
+    return {
+        "service_account_name": inputs.service_account_name,
+        "automount_service_account_token": False,
+        "node_selector": placement.node_selector,
+        "tolerations": placement.tolerations,
+        "affinity": placement.affinity,
+        "termination_grace_period_seconds": PRESTOP_SECONDS + model.shutdown_timeout_seconds + 15,
+        "security_context": {"seccomp_profile": {"type": "RuntimeDefault"}},
+        "containers": [vllm_container(model, placement.chips_per_node, sidecar, inputs.api_key_secret is not None)],
+        "volumes": [
+            {
+                "name": "model-cache",
+                "csi": {
+                    "driver": facts.GCSFUSE_DRIVER,
+                    "volume_attributes": {
+                        "bucketName": inputs.bucket_name,
+                        "mountOptions": ",".join(facts.gcsfuse_mount_options(sidecar.file_cache_mib)),
+                        "gcsfuseMetadataPrefetchOnMount": "true",
+                    },
+                },
+            },
+            # The sidecar takes this volume as its file cache: weights are read from RAM.
+            {"name": facts.GCSFUSE_CACHE_VOLUME, "empty_dir": {"medium": "Memory"}},
+            {"name": "dshm", "empty_dir": {"medium": "Memory"}},
+            {"name": "tmp", "empty_dir": {}},
+            {"name": "home", "empty_dir": {}},
+            *secret_volumes,
+        ],
+    }
+
+
+def deployment_annotations(model: ModelConfig) -> dict[str, str]:
+    return {
+        facts.COMPILE_CACHE_ANNOTATION: facts.COMPILE_CACHE_SINGLE_WRITER,
+        # pulumi up waits for the first replica through a cold compile, not the default 10 minutes.
+        "pulumi.com/timeoutSeconds": str(cold_start_seconds(model)),
+        **ROOT_SKIPS,
+    }
+
+
+def deployment_spec(
+    model: ModelConfig, labels: dict[str, str], sidecar: FuseSidecar, pod: k8s.core.v1.PodSpecArgsDict
+) -> k8s.apps.v1.DeploymentSpecArgsDict:
+    return {
+        # With an HPA the count is its to own; it only exists once this first replica is ready.
+        "replicas": None if model.autoscaled else 1,
+        # The default 600 s marks every cold start ProgressDeadlineExceeded, which fails
+        # `kubectl rollout status` and pulumi's own wait. The clock restarts whenever a new
+        # pod becomes available, and rollouts start one pod at a time: one cold start each.
+        "progress_deadline_seconds": cold_start_seconds(model),
+        "selector": {"match_labels": selector(model)},
+        # New pods start one at a time, each after the previous one is ready: one cache writer.
+        "strategy": {"type": "RollingUpdate", "rolling_update": {"max_surge": 1, "max_unavailable": 0}},
+        "template": {
+            "metadata": {"labels": {**labels, **selector(model)}, "annotations": {"gke-gcsfuse/volumes": "true", **sidecar.annotations}},
+            "spec": pod,
+        },
+    }
+
+
+def service_annotations(model: ModelConfig, reach: Exposure) -> dict[str, str]:
+    # pulumi waits for a LoadBalancer Service until it has an address and ready endpoints, 10
+    # minutes by default (pulumi-kubernetes provider/pkg/await/service.go); its endpoints are
+    # the server's pods, Ready only after a cold start. Waiting that long rather than skipping
+    # the wait keeps the exported address and curl real on the first `pulumi up`.
+    return {"pulumi.com/timeoutSeconds": str(cold_start_seconds(model)), **reach.service_annotations}
+
+
+def service_spec(model: ModelConfig, reach: Exposure) -> k8s.core.v1.ServiceSpecArgsDict:
+    return {
+        "type": "LoadBalancer",
+        # Local keeps the client's address (Cluster would SNAT it to a node's when a load balancer
+        # hop lands on a node without the pod), so the NetworkPolicy's ipBlock sees the real caller.
+        "external_traffic_policy": "Local",
+        "selector": selector(model),
+        "ports": [{"name": "http", "port": facts.VLLM_PORT, "target_port": "http", "protocol": "TCP"}],
+        "load_balancer_source_ranges": list(reach.source_ranges) or None,
+    }
+
+
+def pod_monitoring_spec(model: ModelConfig) -> dict[str, object]:
+    # A CustomResource's spec reaches the API server as written (no snake_case translation), so
+    # it takes the CRD's camelCase keys: `match_labels` would be pruned, leaving an empty selector.
+    return {
+        "selector": {"matchLabels": selector(model)},
+        "endpoints": [{"port": facts.VLLM_PORT, "path": facts.VLLM_METRICS_PATH, "interval": "15s"}],
+    }
+
+
+def server_network_policy(reach: Exposure) -> k8s.networking.v1.NetworkPolicySpecArgsDict:
+    """The server's port, to its allowed callers and to Managed Prometheus's collectors."""
+    port: list[k8s.networking.v1.NetworkPolicyPortArgsDict] = [{"port": facts.VLLM_PORT, "protocol": "TCP"}]
+    collectors: k8s.meta.v1.LabelSelectorRequirementArgsDict = {
+        "key": "kubernetes.io/metadata.name",
+        "operator": "In",
+        "values": list(facts.GMP_COLLECTOR_NAMESPACES),
+    }
+    return network_policy(
+        [
+            {"from_": [{"ip_block": {"cidr": cidr}} for cidr in reach.allowed_sources], "ports": port},
+            {"from_": [{"namespace_selector": {"match_expressions": [collectors]}}], "ports": port},
+        ]
+    )
+
+
+def disruption_budget_spec(model: ModelConfig) -> k8s.policy.v1.PodDisruptionBudgetSpecArgsDict:
+    # One serving replica survives voluntary disruptions (GKE upgrades wait up to an hour for it);
+    # a replica that is not Ready serves nothing and may always be evicted.
+    return {"min_available": 1, "selector": {"match_labels": selector(model)}, "unhealthy_pod_eviction_policy": "AlwaysAllow"}
+
+
+@dataclass(frozen=True)
 class VllmServerArgs:
     model: ModelConfig
-    namespace: str
-    namespace_resource: pulumi.Resource
+    namespace: ModelNamespace
     service_account_name: pulumi.Input[str]
     bucket_name: pulumi.Input[str]
     placement: SlicePlacement
     autopilot: bool
     hf_token: pulumi.Input[str]
+    # The stack's API key: mounted only when the model is exposed externally (exposure()).
     api_key: pulumi.Input[str] | None
     labels: dict[str, str]
     # What must exist before the first pod can start: its node pool, its bucket grant.
@@ -141,210 +355,43 @@ class VllmServer(pulumi.ComponentResource):
 
     def __init__(self, name: str, args: VllmServerArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("tpu-serving:index:VllmServer", name, None, opts)
-        model, labels = args.model, args.labels
-        in_namespace = pulumi.ResourceOptions(parent=self, depends_on=[args.namespace_resource])
+        model, reach = args.model, exposure(args.model)
+        in_namespace = pulumi.ResourceOptions(parent=self, depends_on=[args.namespace.resource])
 
-        def metadata(object_name: str, annotations: dict[str, str] | None = None) -> k8s.meta.v1.ObjectMetaArgsDict:
-            return {"name": object_name, "namespace": args.namespace, "labels": labels, "annotations": annotations}
+        def metadata(annotations: dict[str, str] | None = None, object_name: str = NAME) -> k8s.meta.v1.ObjectMetaArgsDict:
+            return {"name": object_name, "namespace": args.namespace.name, "labels": args.labels, "annotations": annotations}
 
-        hf_secret = k8s.core.v1.Secret(
-            f"{name}-hf-token", metadata=metadata("hf-token"), type="Opaque", string_data={"token": args.hf_token}, opts=in_namespace
-        )
-        secret_volumes: list[k8s.core.v1.VolumeArgsDict] = [
-            {"name": "hf-token", "secret": {"secret_name": hf_secret.metadata.apply(lambda m: m["name"]), "default_mode": 0o400}}
-        ]
-        secret_mounts: list[k8s.core.v1.VolumeMountArgsDict] = [{"name": "hf-token", "mount_path": HF_TOKEN_DIR, "read_only": True}]
-        env: list[k8s.core.v1.EnvVarArgsDict] = [
-            {"name": "HF_TOKEN_PATH", "value": f"{HF_TOKEN_DIR}/token"},
-            {"name": "HOME", "value": "/home/vllm"},
-            {"name": facts.XLA_CACHE_ENV, "value": f"{DATA_DIR}/xla-cache/{compile_cache_key(model)}"},
-        ]
-        if args.api_key is not None:
-            key_secret = k8s.core.v1.Secret(
-                f"{name}-api-key", metadata=metadata("api-key"), type="Opaque", string_data={"key": args.api_key}, opts=in_namespace
+        def secret(suffix: str, key: str, value: pulumi.Input[str]) -> pulumi.Output[str]:
+            created = k8s.core.v1.Secret(
+                f"{name}-{suffix}", metadata=metadata(object_name=suffix), type="Opaque", string_data={key: value}, opts=in_namespace
             )
-            secret_volumes.append(
-                {"name": "api-key", "secret": {"secret_name": key_secret.metadata.apply(lambda m: m["name"]), "default_mode": 0o400}}
-            )
-            secret_mounts.append({"name": "api-key", "mount_path": API_KEY_DIR, "read_only": True})
-            env.append({"name": "VLLM_API_KEY_FILE", "value": f"{API_KEY_DIR}/key"})
+            return created.metadata.apply(lambda m: m["name"])
 
-        selector = {"app.kubernetes.io/name": NAME, "app.kubernetes.io/instance": model.name}
-        machine = model.machine
+        hf_token_secret = secret("hf-token", "token", args.hf_token)
+        api_key_secret = secret("api-key", "key", args.api_key) if reach.external and args.api_key is not None else None
         sidecar = gcsfuse_sidecar(model, args.autopilot)
-        resources = {
-            "cpu": str(machine.pod_cpu - sidecar.cpu),
-            "memory": f"{machine.pod_memory_gib - sidecar.memory_gib}Gi",
-            facts.TPU_RESOURCE: str(args.placement.chips_per_node),
-        }
-        http_get: k8s.core.v1.HTTPGetActionArgsDict = {"path": facts.VLLM_HEALTH_PATH, "port": "http"}
-        container: k8s.core.v1.ContainerArgsDict = {
-            "name": NAME,
-            "image": f"{facts.VLLM_IMAGE_REPOSITORY}:{model.image_tag}",
-            "image_pull_policy": "Always",
-            "command": ["/bin/sh", "-c", LAUNCHER, NAME],
-            "args": serving_args(model),
-            "env": env,
-            "ports": [{"name": "http", "container_port": facts.VLLM_PORT, "protocol": "TCP"}],
-            "resources": {"requests": resources, "limits": resources},
-            # A cold start downloads weights and compiles for up to startupMinutes; nothing else
-            # probes until it is done, and liveness then tolerates minutes of a saturated server.
-            "startup_probe": {
-                "http_get": http_get,
-                "period_seconds": 10,
-                "timeout_seconds": 5,
-                "failure_threshold": model.startup_minutes * 6,
-            },
-            "readiness_probe": {"http_get": http_get, "period_seconds": 10, "timeout_seconds": 5, "failure_threshold": 3},
-            "liveness_probe": {"http_get": http_get, "period_seconds": 30, "timeout_seconds": 10, "failure_threshold": 6},
-            "lifecycle": {"pre_stop": {"exec_": {"command": ["/bin/sh", "-c", f"sleep {PRESTOP_SECONDS}"]}}},
-            "security_context": {
-                "allow_privilege_escalation": False,
-                "privileged": False,
-                "read_only_root_filesystem": True,
-                "capabilities": {"drop": ["ALL"]},
-                "seccomp_profile": {"type": "RuntimeDefault"},
-            },
-            "volume_mounts": [
-                {"name": "model-cache", "mount_path": DATA_DIR},
-                {"name": "dshm", "mount_path": "/dev/shm"},
-                {"name": "tmp", "mount_path": "/tmp"},
-                {"name": "home", "mount_path": "/home/vllm"},
-                *secret_mounts,
-            ],
-        }
-        pod_spec: k8s.core.v1.PodSpecArgsDict = {
-            "service_account_name": args.service_account_name,
-            "automount_service_account_token": False,
-            "node_selector": args.placement.node_selector,
-            "tolerations": args.placement.tolerations,
-            "affinity": args.placement.affinity,
-            "termination_grace_period_seconds": PRESTOP_SECONDS + model.shutdown_timeout_seconds + 15,
-            "security_context": {"seccomp_profile": {"type": "RuntimeDefault"}},
-            "containers": [container],
-            "volumes": [
-                {
-                    "name": "model-cache",
-                    "csi": {
-                        "driver": facts.GCSFUSE_DRIVER,
-                        "volume_attributes": {
-                            "bucketName": args.bucket_name,
-                            "mountOptions": ",".join(facts.gcsfuse_mount_options(sidecar.file_cache_mib)),
-                            "gcsfuseMetadataPrefetchOnMount": "true",
-                        },
-                    },
-                },
-                # The sidecar takes this volume as its file cache: weights are read from RAM.
-                {"name": facts.GCSFUSE_CACHE_VOLUME, "empty_dir": {"medium": "Memory"}},
-                {"name": "dshm", "empty_dir": {"medium": "Memory"}},
-                {"name": "tmp", "empty_dir": {}},
-                {"name": "home", "empty_dir": {}},
-                *secret_volumes,
-            ],
-        }
-        cold_start = cold_start_seconds(model)
-        deployment_annotations = {
-            facts.COMPILE_CACHE_ANNOTATION: facts.COMPILE_CACHE_SINGLE_WRITER,
-            # pulumi up waits for the first replica through a cold compile, not the default 10 minutes.
-            "pulumi.com/timeoutSeconds": str(cold_start),
-        }
+        pod = pod_spec(
+            model, args.placement, sidecar, PodInputs(args.service_account_name, args.bucket_name, hf_token_secret, api_key_secret)
+        )
         self.deployment = k8s.apps.v1.Deployment(
             name,
-            metadata=metadata(NAME, {**deployment_annotations, **ROOT_SKIPS}),
-            spec={
-                # With an HPA the count is its to own; it only exists once this first replica is ready.
-                "replicas": None if model.autoscaled else 1,
-                # The default 600 s marks every cold start ProgressDeadlineExceeded, which fails
-                # `kubectl rollout status` and pulumi's own wait. The clock restarts whenever a new
-                # pod becomes available, and rollouts start one pod at a time: one cold start each.
-                "progress_deadline_seconds": cold_start,
-                "selector": {"match_labels": selector},
-                # New pods start one at a time, each after the previous one is ready: one cache writer.
-                "strategy": {"type": "RollingUpdate", "rolling_update": {"max_surge": 1, "max_unavailable": 0}},
-                "template": {
-                    "metadata": {"labels": {**labels, **selector}, "annotations": {"gke-gcsfuse/volumes": "true", **sidecar.annotations}},
-                    "spec": pod_spec,
-                },
-            },
-            opts=pulumi.ResourceOptions(parent=self, depends_on=[args.namespace_resource, *args.start_after]),
+            metadata=metadata(deployment_annotations(model)),
+            spec=deployment_spec(model, args.labels, sidecar, pod),
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[args.namespace.resource, *args.start_after]),
         )
-
-        # pulumi waits for a LoadBalancer Service until it has an address and ready endpoints, 10
-        # minutes by default (pulumi-kubernetes provider/pkg/await/service.go); its endpoints are
-        # the server's pods, Ready only after a cold start. Waiting that long rather than skipping
-        # the wait keeps the exported address and curl real on the first `pulumi up`.
-        service_annotations = {"pulumi.com/timeoutSeconds": str(cold_start)}
-        if model.exposure != "external":
-            service_annotations[facts.INTERNAL_LB_ANNOTATIONS[0]] = facts.INTERNAL_LB_VALUE
         service = k8s.core.v1.Service(
-            name,
-            metadata=metadata(NAME, service_annotations),
-            spec={
-                "type": "LoadBalancer",
-                # Local keeps the client's address (Cluster would SNAT it to a node's when a load balancer
-                # hop lands on a node without the pod), so the NetworkPolicy's ipBlock sees the real caller.
-                "external_traffic_policy": "Local",
-                "selector": selector,
-                "ports": [{"name": "http", "port": facts.VLLM_PORT, "target_port": "http", "protocol": "TCP"}],
-                "load_balancer_source_ranges": list(model.source_ranges) or None,
-            },
-            opts=in_namespace,
+            name, metadata=metadata(service_annotations(model, reach)), spec=service_spec(model, reach), opts=in_namespace
         )
         k8s.apiextensions.CustomResource(
             name,
             api_version="monitoring.googleapis.com/v1",
             kind="PodMonitoring",
-            metadata=metadata(NAME),
-            # A CustomResource's spec reaches the API server as written (no snake_case translation), so
-            # it takes the CRD's camelCase keys: `match_labels` would be pruned, leaving an empty selector.
-            spec={
-                "selector": {"matchLabels": selector},
-                "endpoints": [{"port": facts.VLLM_PORT, "path": facts.VLLM_METRICS_PATH, "interval": "15s"}],
-            },
+            metadata=metadata(),
+            spec=pod_monitoring_spec(model),
             opts=in_namespace,
         )
-        allowed_sources: list[k8s.networking.v1.NetworkPolicyPeerArgsDict] = [
-            {"ip_block": {"cidr": cidr}} for cidr in (model.source_ranges or (PRIVATE_CLIENTS,))
-        ]
-        network_policy: k8s.networking.v1.NetworkPolicySpecArgsDict = {
-            "pod_selector": {},
-            "policy_types": ["Ingress", "Egress"],
-            "ingress": [
-                {"from_": allowed_sources, "ports": [{"port": facts.VLLM_PORT, "protocol": "TCP"}]},
-                {
-                    "from_": [
-                        {
-                            "namespace_selector": {
-                                "match_expressions": [
-                                    {"key": "kubernetes.io/metadata.name", "operator": "In", "values": list(facts.GMP_COLLECTOR_NAMESPACES)}
-                                ]
-                            }
-                        }
-                    ],
-                    "ports": [{"port": facts.VLLM_PORT, "protocol": "TCP"}],
-                },
-            ],
-            "egress": [
-                # Cluster DNS.
-                {"ports": [{"port": 53, "protocol": "UDP"}, {"port": 53, "protocol": "TCP"}]},
-                # Workload Identity tokens from the GKE metadata server.
-                {
-                    "to": [{"ip_block": {"cidr": "169.254.169.254/32"}}],
-                    "ports": [{"port": 80, "protocol": "TCP"}, {"port": 988, "protocol": "TCP"}],
-                },
-                # Hugging Face, Cloud Storage and Google APIs: HTTPS only.
-                {"ports": [{"port": 443, "protocol": "TCP"}]},
-            ],
-        }
-        k8s.networking.v1.NetworkPolicy(name, metadata=metadata(NAME), spec=network_policy, opts=in_namespace)
-        # One serving replica survives voluntary disruptions (GKE upgrades wait up to an hour for it);
-        # a replica that is not Ready serves nothing and may always be evicted.
-        k8s.policy.v1.PodDisruptionBudget(
-            name,
-            metadata=metadata(NAME),
-            spec={"min_available": 1, "selector": {"match_labels": selector}, "unhealthy_pod_eviction_policy": "AlwaysAllow"},
-            opts=in_namespace,
-        )
+        k8s.networking.v1.NetworkPolicy(name, metadata=metadata(), spec=server_network_policy(reach), opts=in_namespace)
+        k8s.policy.v1.PodDisruptionBudget(name, metadata=metadata(), spec=disruption_budget_spec(model), opts=in_namespace)
         self.service_address = service.status.apply(_load_balancer_address)
         self.curl = self.service_address.apply(lambda address: curl_command(model, address))
         self.register_outputs(
@@ -359,7 +406,7 @@ def _load_balancer_address(status: k8s.core.v1.outputs.ServiceStatus | None) -> 
 
 def curl_command(model: ModelConfig, address: str) -> str:
     """A first request to paste; the key is read from the caller's environment, never inlined."""
-    auth = ' -H "Authorization: Bearer $VLLM_API_KEY"' if model.exposure == "external" else ""
+    auth = ' -H "Authorization: Bearer $VLLM_API_KEY"' if exposure(model).external else ""
     body = json.dumps({"model": model.hf_id, "prompt": "San Francisco is a", "max_tokens": 7, "temperature": 0})
     return (
         f"curl http://{address or '<pending: kubectl -n ' + model.namespace + ' get service vllm>'}:{facts.VLLM_PORT}/v1/completions"

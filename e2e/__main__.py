@@ -1,5 +1,4 @@
-import sys
-
+import tool_cli
 from e2e.cli import main
 
-sys.exit(main())
+tool_cli.run(main, "e2e")

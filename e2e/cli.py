@@ -25,11 +25,12 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any
 
 import httpx
 import yaml
 
+import tool_cli
 from components import facts
 from components.vllm_server import NAME as SERVER
 from loadtest.cli import API_KEY_ENV
@@ -50,7 +51,7 @@ TOOLS = {
 }
 
 
-class Refusal(Exception):
+class Refusal(tool_cli.BadInput):
     """Nothing can start: bad input or a missing tool or credential. One line, exit 2."""
 
 
@@ -62,10 +63,8 @@ class Skipped(Exception):
     """A step that does not apply, e.g. the HPA check of a model that does not autoscale."""
 
 
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> NoReturn:
-        # One line instead of argparse's usage dump, as `python -m loadtest` does.
-        self.exit(2, f"{PROG}: error: {message} (see --help)\n")
+def _Parser(**kwargs: Any) -> tool_cli.ArgumentParser:
+    return tool_cli.ArgumentParser(error_prog=PROG, **kwargs)
 
 
 def _positive(text: str) -> float:
@@ -78,7 +77,7 @@ def _positive(text: str) -> float:
     return value
 
 
-def build_parser() -> _Parser:
+def build_parser() -> tool_cli.ArgumentParser:
     parser = _Parser(
         prog=f"python -m {PROG}",
         allow_abbrev=False,
@@ -465,14 +464,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         preflight(os.environ)
     except Refusal as error:
         print(f"{PROG}: error: {error}", file=sys.stderr)
-        return 2
+        return tool_cli.EXIT_BAD_INPUT
     with tempfile.TemporaryDirectory(prefix="e2e-") as workdir:
         run = EndToEnd(args, policy_config, Path(workdir))
         try:
             run.run()
         except KeyboardInterrupt:
             print(f"\n{PROG}: interrupted", file=sys.stderr)
-            return 130
+            return tool_cli.EXIT_INTERRUPTED
         finally:
             print("\n" + "\n".join(run.report.lines(args.stack)), flush=True)
-    return 1 if run.report.failed else 0
+    return tool_cli.EXIT_FINDING if run.report.failed else tool_cli.EXIT_OK

@@ -29,13 +29,13 @@ equal.
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any
 
+import tool_cli
 from offline_plan.harness import PLACEHOLDER, SECRET_MARKER
 
 PROG = "compare_preview"
@@ -49,13 +49,12 @@ DEFAULTS_KEY = "__defaults"
 SHOWN = 80
 
 
-class InputError(Exception):
+class InputError(tool_cli.BadInput):
     """A file that is not a preview document; exit 2."""
 
 
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> NoReturn:
-        self.exit(2, f"{PROG}: error: {message} (see --help)\n")
+def _Parser(**kwargs: Any) -> tool_cli.ArgumentParser:
+    return tool_cli.ArgumentParser(error_prog=PROG, **kwargs)
 
 
 def declared(document: Any, source: str) -> dict[str, dict[str, Any]]:
@@ -154,15 +153,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         differences = compare(_load(args.plan), _load(args.preview))
     except InputError as error:
         print(f"{PROG}: error: {error}", file=sys.stderr)
-        return 2
+        return tool_cli.EXIT_BAD_INPUT
     for line in differences:
         print(line)
     if differences:
         print(f"{PROG}: {len(differences)} difference(s) between {args.plan} and {args.preview}", file=sys.stderr)
-        return 1
+        return tool_cli.EXIT_FINDING
     print(f"{PROG}: {args.plan} matches {args.preview}")
-    return 0
+    return tool_cli.EXIT_OK
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    tool_cli.run(main, PROG)

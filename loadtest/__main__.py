@@ -1,3 +1,4 @@
+import tool_cli
 from loadtest.cli import main
 
-raise SystemExit(main())
+tool_cli.run(main, "loadtest")

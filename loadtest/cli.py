@@ -18,12 +18,13 @@ import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any
 
 import httpx
 from rich.console import Console
 from rich.markup import escape
 
+import tool_cli
 from loadtest.client import Target
 from loadtest.knee import DEFAULT_MIN_GAIN, STACK_METRICS, WAITING, Knee, Recommendation, Slo, find_knee, recommend
 from loadtest.plot import write_plot
@@ -36,14 +37,11 @@ API_KEY_ENV = "VLLM_API_KEY"
 PROG = "loadtest"
 
 
-class UsageError(Exception):
+class UsageError(tool_cli.BadInput):
     """Invalid command line; reported as one line with exit code 2."""
 
 
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> NoReturn:
-        # One line instead of argparse's usage dump, so the reason is what a `make` user sees.
-        self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
+_Parser = tool_cli.ArgumentParser
 
 
 def build_parser() -> _Parser:
@@ -327,7 +325,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         settings = settings_from_args(args, os.environ)
     except UsageError as exc:
         print(f"{PROG}: error: {exc}", file=sys.stderr)
-        return 2
+        return tool_cli.EXIT_BAD_INPUT
     metric = settings.metric
     if settings.stack_file is not None:
         # Refuse now what would be refused after minutes of load.
@@ -335,7 +333,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             current = precheck(settings.stack_file, [settings.run.target.model] if settings.run.target.model else [], settings.stack_model)
         except StackEditError as exc:
             print(f"{PROG}: error: {exc}", file=sys.stderr)
-            return 1
+            return tool_cli.EXIT_FINDING
         metric = metric or (current if current in STACK_METRICS else None)
     headers = {"Authorization": f"Bearer {settings.api_key}"} if settings.api_key else {}
     json_to_stdout = settings.json_target == "-"
@@ -346,13 +344,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             outcome = asyncio.run(run(settings.run, headers, progress))
     except UnreachableError as exc:
         print(f"{PROG}: error: {exc}", file=sys.stderr)
-        return 1
+        return tool_cli.EXIT_FINDING
     except DiscoveryError as exc:
         print(f"{PROG}: error: {exc}; pass --model", file=sys.stderr)
-        return 1
+        return tool_cli.EXIT_FINDING
     except KeyboardInterrupt:
         print(f"{PROG}: interrupted", file=sys.stderr)
-        return 130
+        return tool_cli.EXIT_INTERRUPTED
     if metric is None and settings.stack_file is not None and outcome.model:
         # Keep the metric the stack already uses for this model (the write reports a missing model).
         with contextlib.suppress(StackEditError):
@@ -381,7 +379,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if outcome.unreachable:
         print(f"{PROG}: error: {outcome.stopped}", file=sys.stderr)
     succeeded = any(step.ok for step in outcome.steps)
-    return 0 if outcome.aborted is None and succeeded and stack_ok else 1
+    return tool_cli.EXIT_OK if outcome.aborted is None and succeeded and stack_ok else tool_cli.EXIT_FINDING
 
 
 def _write_stack(

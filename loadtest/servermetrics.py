@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import math
-import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 import httpx
+from prometheus_client.metrics_core import Metric
+from prometheus_client.parser import text_string_to_metric_families
 
 WAITING_METRIC = "vllm:num_requests_waiting"
 RUNNING_METRIC = "vllm:num_requests_running"
@@ -18,58 +19,40 @@ KV_CACHE_METRICS = ("vllm:kv_cache_usage_perc", "vllm:gpu_cache_usage_perc")
 # A slow /metrics must not stall the sampling loop for long; it is cancelled at step end anyway.
 POLL_TIMEOUT_S = 5.0
 
-_NAME = re.compile(r"[A-Za-z_:][A-Za-z0-9_:]*")
-
 
 def parse_prometheus_text(text: str) -> dict[str, list[float]]:
-    """Return every finite sample value in a Prometheus text exposition, grouped by metric name.
+    """Return every finite sample value in a Prometheus text exposition, grouped by sample name,
+    parsed by prometheus_client's own parser.
 
-    Each label set contributes one entry, so callers decide how to aggregate. Label values
-    may contain spaces, braces and escaped quotes, which is why the label block is scanned
-    rather than split on whitespace. Unparseable lines are skipped: a partial page still
-    yields the gauges we need.
+    Each label set contributes one entry, so callers decide how to aggregate. A page the parser
+    refuses as a whole is read line by line and the lines it refuses are skipped: a partial page
+    still yields the gauges we need.
     """
+    try:
+        return _values(text_string_to_metric_families(text))
+    except ValueError:
+        pass
     values: dict[str, list[float]] = {}
-    # Only \n ends a line here; str.splitlines() would also split inside label values at \x1e, \u2028...
-    for raw in text.split("\n"):
-        line = raw.strip()
-        if not line or line.startswith("#"):
-            continue
-        match = _NAME.match(line)
-        if match is None:
-            continue
-        rest = line[match.end() :]
-        if rest.startswith("{"):
-            end = _label_block_end(rest)
-            if end is None:
-                continue
-            rest = rest[end + 1 :]
-        fields = rest.split()
-        if not fields:
+    # Only \n ends a line here, as in the exposition format (not \x1e, \u2028... inside label values).
+    for line in text.split("\n"):
+        if not line.strip() or line.lstrip().startswith("#"):
             continue
         try:
-            value = float(fields[0])
+            parsed = _values(text_string_to_metric_families(line + "\n"))
         except ValueError:
             continue
-        if math.isfinite(value):
-            values.setdefault(match.group(), []).append(value)
+        for name, found in parsed.items():
+            values.setdefault(name, []).extend(found)
     return values
 
 
-def _label_block_end(text: str) -> int | None:
-    """Index of the ``}`` closing the label block that ``text`` starts with, honouring quotes."""
-    in_quotes = False
-    escaped = False
-    for index, char in enumerate(text):
-        if escaped:
-            escaped = False
-        elif char == "\\":
-            escaped = True
-        elif char == '"':
-            in_quotes = not in_quotes
-        elif char == "}" and not in_quotes:
-            return index
-    return None
+def _values(families: Iterable[Metric]) -> dict[str, list[float]]:
+    values: dict[str, list[float]] = {}
+    for family in families:
+        for sample in family.samples:
+            if math.isfinite(sample.value):
+                values.setdefault(sample.name, []).append(float(sample.value))
+    return values
 
 
 @dataclass(frozen=True)

@@ -23,19 +23,20 @@ from typing import TextIO
 
 import yaml
 
+import tool_cli
 from components.errors import ConfigError, StackFileError, for_user, mask
 from offline_plan import graph, render, schemas, second_apply
 from offline_plan.harness import ROOT, ProgramRun, config_position, read_stack_config, run_program
 from policy_runner.config import PolicyConfigError
 from policy_runner.report import render as render_policies
 from policy_runner.session import PolicyPackError, PolicyPackSession, start_policy_pack
+from tool_cli import EXIT_BAD_INPUT, EXIT_FINDING
 
 # Pulumi's stack names; the name also becomes a folder under --out, so no '/' and no '..'.
 STACK_NAME_RE = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,99}")
-EXIT_BAD_INPUT = 2
 
 
-class BadInput(Exception):
+class BadInput(tool_cli.BadInput):
     """A flag whose value cannot be used: one line naming it (as a make variable under make)."""
 
 
@@ -54,7 +55,7 @@ class _Masking(io.TextIOBase):
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m offline_plan", description=__doc__.splitlines()[0])
+    parser = tool_cli.ArgumentParser(prog="python -m offline_plan", description=__doc__.splitlines()[0])
     parser.add_argument("--stack", default="dev", help="the stack whose Pulumi.<stack>.yaml to plan (default: dev)")
     parser.add_argument("--policy-config", type=Path, help="policy pack config (default: policies/config/<stack>.json)")
     parser.add_argument("--out", type=Path, default=ROOT / "build", help="output folder (default: build/)")
@@ -127,7 +128,13 @@ def _plan(args: argparse.Namespace, run: ProgramRun, session: PolicyPackSession)
     print(f"\nCritical path {path.describe()}")
     for line in graph.describe_waits(graph.needless_waits(resource_graph), resource_graph):
         print(f"    {line}")
-    pictures = graph.write_graph(resource_graph, path, out)
+    try:
+        pictures = graph.write_graph(resource_graph, path, out)
+    except graph.GraphvizError as error:
+        pictures = [out / "graph.dot"]
+        print(f"note: no graph.svg: {error}")
+    if graph.dot_binary() is None:
+        print(f"note: no graph.svg: Graphviz's `{graph.DOT}` is not on PATH (apt-get install graphviz); {out / 'graph.dot'} has the graph")
 
     config = args.policy_config or args.project_dir / "policies" / "config" / f"{args.stack}.json"
     session.configure(config if config.exists() else None)
@@ -148,7 +155,7 @@ def _plan(args: argparse.Namespace, run: ProgramRun, session: PolicyPackSession)
     render.write_json(document, out / "plan.json")
     print(f"wrote {out / 'plan.json'}, {len(manifests)} manifests under {out / 'manifests'}, {', '.join(p.name for p in pictures)}")
     # A replacement on the second apply loses a TPU slice (or the cluster) for nothing.
-    return 1 if errors or stability.replacements else report.exit_code
+    return EXIT_FINDING if errors or stability.replacements else report.exit_code
 
 
 def _shown_path(path: Path) -> str:
@@ -159,4 +166,4 @@ def _shown_path(path: Path) -> str:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    tool_cli.run(main, "offline_plan")

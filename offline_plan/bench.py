@@ -9,7 +9,6 @@ a slow and a fast machine. Measures and prints; asserts nothing.
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import shlex
@@ -25,6 +24,8 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+
+import tool_cli
 
 ROOT = Path(__file__).resolve().parent.parent
 PLAN_COMMAND = (sys.executable, "-m", "offline_plan", "--stack", "dev")
@@ -152,7 +153,7 @@ def render(comparisons: Sequence[Comparison], failures: Sequence[str], runs: int
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m offline_plan.bench", description=__doc__.splitlines()[0] if __doc__ else None)
+    parser = tool_cli.ArgumentParser(prog="python -m offline_plan.bench", description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--runs", type=int, default=5, help="runs of each command; the median counts (default 5)")
     parser.add_argument("--plan-command", default=shlex.join(PLAN_COMMAND), help="the plan command to time (default: %(default)s)")
     args = parser.parse_args(argv)
@@ -186,8 +187,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         except MeasurementFailed as error:
             failures.append(f"model scaling: {error}")
     print(render(comparisons, failures, args.runs))
-    return 1 if failures else 0
+    return tool_cli.EXIT_FINDING if failures else tool_cli.EXIT_OK
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    tool_cli.run(main, "offline_plan.bench")

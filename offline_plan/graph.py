@@ -9,14 +9,16 @@ for its parent component.
 
 from __future__ import annotations
 
+import graphlib
 import re
+import shutil
+import subprocess
 from collections import deque
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any
-from xml.sax.saxutils import escape, quoteattr
 
 from components import facts
 from offline_plan.harness import Registration
@@ -206,20 +208,17 @@ def _stack_and_project(urn: str) -> tuple[str, str]:
 
 def _topological(graph: ResourceGraph) -> list[str]:
     """Custom resources, each after everything it waits for; ties in URN order."""
-    waiting = {urn: len(deps) for urn, deps in graph.depends_on.items()}
-    dependents = graph.dependents()
-    ready = deque(urn for urn, count in waiting.items() if count == 0)
+    sorter = graphlib.TopologicalSorter({urn: sorted(deps) for urn, deps in sorted(graph.depends_on.items())})
+    try:
+        sorter.prepare()
+    except graphlib.CycleError as error:
+        stuck = sorted({graph.resources[u].label for u in error.args[1]})
+        raise ValueError(f"dependency cycle among: {', '.join(stuck)}") from None
     ordered: list[str] = []
-    while ready:
-        urn = ready.popleft()
-        ordered.append(urn)
-        for dependent in dependents[urn]:
-            waiting[dependent] -= 1
-            if waiting[dependent] == 0:
-                ready.append(dependent)
-    if len(ordered) != len(waiting):
-        stuck = sorted(graph.resources[u].label for u, count in waiting.items() if count > 0)
-        raise ValueError(f"dependency cycle among: {', '.join(stuck)}")
+    while sorter.is_active():
+        ready = sorted(sorter.get_ready())
+        ordered.extend(ready)
+        sorter.done(*ready)
     return ordered
 
 
@@ -359,97 +358,20 @@ def _chain_from(graph: ResourceGraph, sources: set[str], target: str) -> tuple[s
 
 
 # --- Drawing -------------------------------------------------------------------------------------
-# One lane per top-level component, one column per dependency depth; arrows run from a resource
-# to what waits for it. Everything is computed from the graph alone, so the same plan gives the
-# same bytes.
+# graph.dot describes the picture: one cluster per top-level component, arrows from a resource to
+# what waits for it, the critical path in red. Graphviz's `dot` lays it out (graph.svg) when it is
+# on PATH (Debian/Ubuntu: apt-get install graphviz); the same plan gives the same bytes.
 
-NODE_W, NODE_H = 224.0, 34.0
-COLUMN_PITCH = NODE_W + 64.0
-ROW_PITCH = NODE_H + 8.0
-LANE_HEAD, LANE_FOOT, LANE_GAP = 22.0, 10.0, 10.0
-MARGIN, HEADER = 16.0, 78.0
-NAME_PX, KIND_PX, LANE_PX, TITLE_PX = 11.0, 10.0, 12.0, 15.0
-# Mean glyph widths of sans-serif text (regular, bold), to keep labels inside their boxes
-# without measuring them.
-CHAR_EM, BOLD_CHAR_EM = 0.58, 0.64
-FONT = "DejaVu Sans, Helvetica, Arial, sans-serif"
-CRITICAL, EDGE, LANE_FILL, LANE_STROKE, MUTED = "#d93025", "#80868b", "#f8f9fa", "#bdc1c6", "#5f6368"
+DOT = "dot"
+CRITICAL = "#d93025"
 PALETTE: Mapping[str, tuple[str, str]] = MappingProxyType(
     {"gcp": ("#e8f0fe", "#1a73e8"), "kubernetes": ("#e6f4ea", "#188038"), "pulumi": ("#f1f3f4", "#80868b")}
 )
-
-
-@dataclass(frozen=True)
-class _Box:
-    x: float
-    y: float
-    w: float
-    h: float
-    fill: str
-    stroke: str
-    stroke_width: float
-    radius: float
-    tooltip: str = ""
-
-
-@dataclass(frozen=True)
-class _Text:
-    x: float
-    y: float
-    text: str
-    px: float
-    color: str = "#202124"
-    bold: bool = False
-
-
-@dataclass(frozen=True)
-class _Curve:
-    """A cubic Bezier with an arrowhead at its end."""
-
-    points: tuple[tuple[float, float], ...]
-    color: str
-    width: float
-    opacity: float
-
-
-@dataclass
-class _Scene:
-    width: float
-    height: float
-    shapes: list[_Box | _Text | _Curve] = field(default_factory=list)
-
-
-def _fit(text: str, px: float, width: float, *, bold: bool = False) -> str:
-    """Shortens in the middle, where names differ least (prefixes and role names stay)."""
-    room = int(width / (px * (BOLD_CHAR_EM if bold else CHAR_EM)))
-    if len(text) <= room:
-        return text
-    head = (room - 1) // 2
-    return f"{text[:head]}…{text[len(text) - (room - 1 - head) :]}"
+RENDER_TIMEOUT_SECONDS = 120
 
 
 def _palette(resource_type: str) -> tuple[str, str]:
     return PALETTE.get(resource_type.split(":", 1)[0], PALETTE["pulumi"])
-
-
-def _depths(graph: ResourceGraph) -> dict[str, int]:
-    depth: dict[str, int] = {}
-    for urn in _topological(graph):
-        depth[urn] = 1 + max((depth[d] for d in graph.depends_on[urn]), default=-1)
-    return depth
-
-
-def _drawn_edges(graph: ResourceGraph, path: CriticalPath) -> list[tuple[str, str]]:
-    """Edges a longer chain does not already imply, plus the critical path's own."""
-    upstream = {urn: graph.upstream(urn) for urn in graph.depends_on}
-    critical = set(zip(path.urns, path.urns[1:], strict=False))
-    edges = []
-    for urn, deps in graph.depends_on.items():
-        for dep in deps:
-            implied = any(dep in upstream[other] for other in deps if other != dep)
-            if not implied or (dep, urn) in critical:
-                edges.append((dep, urn))
-    return edges
 
 
 def _lanes(graph: ResourceGraph) -> dict[str, tuple[str, str, list[str]]]:
@@ -464,186 +386,6 @@ def _lanes(graph: ResourceGraph) -> dict[str, tuple[str, str, list[str]]]:
             lane = lanes.setdefault(f"top level {resource.name}", (f"top level: {resource.name}", resource.name, []))
         lane[2].append(resource.urn)
     return lanes
-
-
-def _layout(graph: ResourceGraph, path: CriticalPath) -> _Scene:
-    depth = _depths(graph)
-    columns = max(depth.values(), default=0) + 1
-    lanes = _lanes(graph)
-    # One name's lanes (a model's bucket, pool, server, autoscaling) sit together. The name that
-    # most resources wait for (the cluster's) comes first, the others alphabetically; within a
-    # name, lanes go from the earliest column to the latest.
-    downstream: dict[str, int] = {}
-    for urn in graph.depends_on:
-        for dep in graph.upstream(urn):
-            downstream[dep] = downstream.get(dep, 0) + 1
-    reach: dict[str, int] = {}
-    for _, name, members in lanes.values():
-        reach[name] = max(reach.get(name, 0), *(downstream.get(u, 0) for u in members))
-    top = min(reach, key=lambda name: (-reach[name], name))
-    lane_order = sorted(
-        lanes,
-        key=lambda g: (lanes[g][1] != top, lanes[g][1], min(depth[u] for u in lanes[g][2]), lanes[g][0]),
-    )
-    rows = {g: max(sum(1 for u in lanes[g][2] if depth[u] == c) for c in range(columns)) for g in lane_order}
-
-    lane_top: dict[str, float] = {}
-    y = MARGIN + HEADER
-    for g in lane_order:
-        lane_top[g] = y
-        y += LANE_HEAD + rows[g] * ROW_PITCH - (ROW_PITCH - NODE_H) + LANE_FOOT + LANE_GAP
-    width = MARGIN * 2 + columns * COLUMN_PITCH - (COLUMN_PITCH - NODE_W) + 16.0
-    scene = _Scene(width, y - LANE_GAP + MARGIN)
-
-    position: dict[str, tuple[float, float]] = {}
-
-    # Next to what they wait for (the mean height of their dependencies), to shorten arrows.
-    def barycenter(urn: str) -> float:
-        ys = [position[d][1] for d in graph.depends_on[urn]]
-        return sum(ys) / len(ys) if ys else 0.0
-
-    for column in range(columns):
-        for g in lane_order:
-            cell = [u for u in lanes[g][2] if depth[u] == column]
-            for row, urn in enumerate(sorted(cell, key=lambda u: (barycenter(u), u))):
-                position[urn] = (MARGIN + column * COLUMN_PITCH, lane_top[g] + LANE_HEAD + row * ROW_PITCH)
-
-    title = f"{graph.project} / {graph.stack}: {len(graph.depends_on)} resources, critical path ~{path.total_minutes:.0f} min"
-    scene.shapes.append(_Text(MARGIN, MARGIN + TITLE_PX, title, TITLE_PX, bold=True))
-    chain = " → ".join(graph.resources[u].label for u in path.urns)
-    scene.shapes.append(_Text(MARGIN, MARGIN + TITLE_PX + 20, _fit(chain, KIND_PX, width - 2 * MARGIN), KIND_PX, CRITICAL))
-    legend = (
-        "Arrows run from a resource to what waits for it (red: the critical path); arrows a longer chain implies are left out "
-        "(graph.dot has them all). Minutes are typical creation times. Blue: Google Cloud, green: Kubernetes, grey: providers."
-    )
-    scene.shapes.append(_Text(MARGIN, MARGIN + TITLE_PX + 38, _fit(legend, KIND_PX, width - 2 * MARGIN), KIND_PX, MUTED))
-    for g in lane_order:
-        height = LANE_HEAD + rows[g] * ROW_PITCH - (ROW_PITCH - NODE_H) + LANE_FOOT
-        scene.shapes.append(_Box(MARGIN - 8, lane_top[g], width - 2 * MARGIN + 16, height, LANE_FILL, LANE_STROKE, 1.0, 6.0))
-        scene.shapes.append(_Text(MARGIN - 2, lane_top[g] + 15, lanes[g][0], LANE_PX, MUTED, bold=True))
-
-    critical_nodes = set(path.urns)
-    for urn, (x, y) in sorted(position.items()):
-        resource = graph.resources[urn]
-        fill, stroke = _palette(resource.type)
-        on_path = urn in critical_nodes
-        tooltip = f"{resource.type} {resource.name}\n{urn}"
-        scene.shapes.append(_Box(x, y, NODE_W, NODE_H, fill, CRITICAL if on_path else stroke, 2.4 if on_path else 1.0, 4.0, tooltip))
-
-    # Over the boxes, under the labels: an arrow that passes a box is seen passing, not leaving it.
-    critical_edges = set(zip(path.urns, path.urns[1:], strict=False))
-    edges = sorted(_drawn_edges(graph, path), key=lambda e: ((e in critical_edges), e[1], e[0]))
-    for dep, urn in edges:
-        (x0, y0), (x1, y1) = position[dep], position[urn]
-        start, end = (x0 + NODE_W, y0 + NODE_H / 2), (x1, y1 + NODE_H / 2)
-        bend = max((end[0] - start[0]) / 2, 24.0)
-        on_path = (dep, urn) in critical_edges
-        points = (start, (start[0] + bend, start[1]), (end[0] - bend, end[1]), end)
-        scene.shapes.append(_Curve(points, CRITICAL if on_path else EDGE, 2.4 if on_path else 1.0, 1.0 if on_path else 0.55))
-
-    for urn, (x, y) in sorted(position.items()):
-        resource = graph.resources[urn]
-        scene.shapes.append(_Text(x + 6, y + 14, _fit(resource.name, NAME_PX, NODE_W - 12, bold=True), NAME_PX, bold=True))
-        scene.shapes.append(_Text(x + 6, y + 28, _fit(f"{resource.kind} · {resource.minutes:g} min", KIND_PX, NODE_W - 12), KIND_PX, MUTED))
-    return scene
-
-
-def _svg(scene: _Scene) -> str:
-    def n(value: float) -> str:
-        return f"{value:.1f}".rstrip("0").rstrip(".")
-
-    out = [
-        f'<svg xmlns="http://www.w3.org/2000/svg" width="{n(scene.width)}" height="{n(scene.height)}" '
-        f'viewBox="0 0 {n(scene.width)} {n(scene.height)}" font-family={quoteattr(FONT)}>',
-        "<defs>",
-        *(
-            f'<marker id="{name}" viewBox="0 0 10 10" refX="10" refY="5" markerWidth="7" markerHeight="7" orient="auto">'
-            f'<path d="M0,0 L10,5 L0,10 z" fill="{color}"/></marker>'
-            for name, color in (("arrow", EDGE), ("arrow-critical", CRITICAL))
-        ),
-        "</defs>",
-        f'<rect width="{n(scene.width)}" height="{n(scene.height)}" fill="#ffffff"/>',
-    ]
-    for shape in scene.shapes:
-        if isinstance(shape, _Box):
-            title = f"<title>{escape(shape.tooltip)}</title>" if shape.tooltip else ""
-            out.append(
-                f'<rect x="{n(shape.x)}" y="{n(shape.y)}" width="{n(shape.w)}" height="{n(shape.h)}" rx="{n(shape.radius)}" '
-                f'fill="{shape.fill}" stroke="{shape.stroke}" stroke-width="{n(shape.stroke_width)}">{title}</rect>'
-            )
-        elif isinstance(shape, _Text):
-            weight = ' font-weight="bold"' if shape.bold else ""
-            out.append(
-                f'<text x="{n(shape.x)}" y="{n(shape.y)}" font-size="{n(shape.px)}" fill="{shape.color}"{weight}>'
-                f"{escape(shape.text)}</text>"
-            )
-        else:
-            (x0, y0), (x1, y1), (x2, y2), (x3, y3) = shape.points
-            marker = "arrow-critical" if shape.color == CRITICAL else "arrow"
-            out.append(
-                f'<path d="M{n(x0)},{n(y0)} C{n(x1)},{n(y1)} {n(x2)},{n(y2)} {n(x3)},{n(y3)}" fill="none" stroke="{shape.color}" '
-                f'stroke-width="{n(shape.width)}" stroke-opacity="{n(shape.opacity)}" marker-end="url(#{marker})"/>'
-            )
-    out.append("</svg>")
-    return "\n".join(out) + "\n"
-
-
-def _png(scene: _Scene, target: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    from matplotlib import pyplot
-    from matplotlib.patches import FancyArrowPatch, FancyBboxPatch
-    from matplotlib.path import Path as MplPath
-
-    dpi = 100.0
-    pt = 72.0 / dpi  # SVG sizes are pixels, matplotlib's are points
-    figure = pyplot.figure(figsize=(scene.width / dpi, scene.height / dpi), dpi=dpi)
-    try:
-        axes = figure.add_axes((0.0, 0.0, 1.0, 1.0))
-        axes.set_xlim(0, scene.width)
-        axes.set_ylim(scene.height, 0)
-        axes.axis("off")
-        for shape in scene.shapes:
-            if isinstance(shape, _Box):
-                axes.add_patch(
-                    FancyBboxPatch(
-                        (shape.x, shape.y),
-                        shape.w,
-                        shape.h,
-                        boxstyle=f"round,pad=0,rounding_size={shape.radius}",
-                        facecolor=shape.fill,
-                        edgecolor=shape.stroke,
-                        linewidth=shape.stroke_width * pt,
-                    )
-                )
-            elif isinstance(shape, _Text):
-                axes.text(
-                    shape.x,
-                    shape.y,
-                    shape.text,
-                    fontsize=shape.px * pt,
-                    color=shape.color,
-                    fontweight="bold" if shape.bold else "normal",
-                    family="DejaVu Sans",
-                    va="baseline",
-                )
-            else:
-                codes = [MplPath.MOVETO, MplPath.CURVE4, MplPath.CURVE4, MplPath.CURVE4]
-                axes.add_patch(
-                    FancyArrowPatch(
-                        path=MplPath(shape.points, codes),
-                        arrowstyle="-|>",
-                        mutation_scale=9,
-                        color=shape.color,
-                        alpha=shape.opacity,
-                        linewidth=shape.width * pt,
-                    )
-                )
-        # No timestamp or version in the file: the same graph gives the same bytes.
-        figure.savefig(target, dpi=dpi, metadata={"Software": None})
-    finally:
-        pyplot.close(figure)
 
 
 def _dot(graph: ResourceGraph, path: CriticalPath) -> str:
@@ -678,17 +420,37 @@ def _dot(graph: ResourceGraph, path: CriticalPath) -> str:
     return "\n".join(lines) + "\n"
 
 
+class GraphvizError(Exception):
+    """`dot` is installed but could not lay the graph out."""
+
+
+def dot_binary() -> str | None:
+    """Graphviz's `dot`, or None when it is not installed."""
+    return shutil.which(DOT)
+
+
 def write_graph(graph: ResourceGraph, path: CriticalPath, out_dir: Path, *, png: bool = False) -> list[Path]:
-    """Writes graph.svg and graph.dot (and graph.png with `png`, which imports matplotlib) into
-    `out_dir`; returns the files written."""
+    """Writes graph.dot into `out_dir` and, when Graphviz's `dot` is on PATH, graph.svg (and
+    graph.png with `png`) laid out from it; returns the files written."""
     out_dir.mkdir(parents=True, exist_ok=True)
-    scene = _layout(graph, path)
-    written = [out_dir / "graph.svg", out_dir / "graph.dot"]
-    written[0].write_text(_svg(scene), encoding="utf-8")
-    written[1].write_text(_dot(graph, path), encoding="utf-8")
-    if png:
-        written.append(out_dir / "graph.png")
-        _png(scene, written[-1])
+    source = out_dir / "graph.dot"
+    source.write_text(_dot(graph, path), encoding="utf-8")
+    written = [source]
+    binary = dot_binary()
+    if binary is None:
+        return written
+    for fmt in ("svg", "png") if png else ("svg",):
+        target = out_dir / f"graph.{fmt}"
+        result = subprocess.run(
+            [binary, f"-T{fmt}", "-o", str(target), str(source)],
+            capture_output=True,
+            text=True,
+            timeout=RENDER_TIMEOUT_SECONDS,
+            check=False,
+        )
+        if result.returncode != 0:
+            raise GraphvizError(f"{DOT} -T{fmt} {source} failed: {(result.stderr.strip().splitlines() or ['no output'])[-1]}")
+        written.append(target)
     return written
 
 
@@ -703,6 +465,7 @@ def describe_waits(waits: Iterable[NeedlessWait], graph: ResourceGraph) -> list[
 
 __all__ = [
     "CriticalPath",
+    "GraphvizError",
     "NeedlessWait",
     "PathStep",
     "Resource",
@@ -711,6 +474,7 @@ __all__ = [
     "build_graph",
     "critical_path",
     "describe_waits",
+    "dot_binary",
     "needless_waits",
     "needs_cluster",
     "schedule",

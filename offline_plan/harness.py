@@ -21,10 +21,9 @@ from typing import Any
 
 import pulumi
 import yaml
-from pulumi.runtime import mocks, settings
-from pulumi.runtime.stack import run_pulumi_func
 
 from components.errors import StackFileError, register_secret
+from offline_plan import sdk
 from policy_runner.session import StackResource
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -64,6 +63,9 @@ class Registration:
     ignore_changes: list[str] = field(default_factory=list)
     id: str = ""
     state: dict[str, Any] = field(default_factory=dict)
+    # The URNs this resource declares it was once known by (its own aliases; the engine adds those
+    # inherited from its parent's).
+    aliases: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -91,10 +93,10 @@ class ProgramRun:
         ]
 
 
-class PlanMocks(pulumi.runtime.Mocks):
+class PlanMocks(sdk.Mocks):
     """Answers what a provider would compute, with plainly marked placeholders."""
 
-    def new_resource(self, args: pulumi.runtime.MockResourceArgs) -> tuple[str | None, dict[str, Any]]:
+    def new_resource(self, args: sdk.MockResourceArgs) -> tuple[str | None, dict[str, Any]]:
         state = dict(args.inputs)
         token = args.typ
         if token == "gcp:container/cluster:Cluster":
@@ -108,21 +110,29 @@ class PlanMocks(pulumi.runtime.Mocks):
         name = args.inputs.get("name") or (args.inputs.get("metadata") or {}).get("name") or args.name
         return (f"{PLACEHOLDER}-id-{name}" if args.custom else None), state
 
-    def call(self, args: pulumi.runtime.MockCallArgs) -> tuple[dict[str, Any], list[tuple[str, str]] | None]:
+    def call(self, args: sdk.MockCallArgs) -> tuple[dict[str, Any], list[tuple[str, str]] | None]:
         if args.token == "gcp:organizations/getProject:getProject":
             project = args.args.get("projectId", "project")
             return {"projectId": project, "number": placeholder("project-number"), "name": project}, []
         return {}, []
 
 
-class RecordingMonitor(mocks.MockMonitor):
-    def __init__(self, plan_mocks: pulumi.runtime.Mocks) -> None:
+class RecordingMonitor(sdk.MockMonitor):
+    def __init__(self, plan_mocks: sdk.Mocks) -> None:
         super().__init__(plan_mocks)
         self.registrations: list[Registration] = []
 
     def make_urn(self, parent: str, type_: str, name: str) -> str:
         # The engine leaves the stack out of its children's qualified types; the SDK's mock does not.
         return super().make_urn("" if parent.split("::")[2:3] == ["pulumi:pulumi:Stack"] else parent, type_, name)
+
+    def _alias_urn(self, request: Any, alias: Any) -> str:
+        """An alias as the engine resolves it: a URN, or a spec whose unset parts are the resource's own."""
+        if alias.urn:
+            return str(alias.urn)
+        spec = alias.spec
+        parent = "" if spec.noParent else (spec.parentUrn or request.parent)
+        return self.make_urn(parent, spec.type or request.type, spec.name or request.name)
 
     def RegisterResource(self, request: Any) -> Any:
         response = super().RegisterResource(request)
@@ -136,7 +146,7 @@ class RecordingMonitor(mocks.MockMonitor):
                     custom=request.custom,
                     parent=request.parent,
                     provider=request.provider,
-                    inputs=_plain(pulumi.runtime.rpc.deserialize_properties(request.object, keep_unknowns=True)),
+                    inputs=_plain(sdk.deserialize_properties(request.object)),
                     dependencies=list(request.dependencies),
                     property_dependencies={k: list(v.urns) for k, v in request.propertyDependencies.items()},
                     protect=request.protect,
@@ -144,13 +154,14 @@ class RecordingMonitor(mocks.MockMonitor):
                     ignore_changes=list(request.ignoreChanges),
                     id=registered.id or "",
                     state=_plain(registered.state),
+                    aliases=[self._alias_urn(request, alias) for alias in request.aliases] + list(request.aliasURNs),
                 )
             )
         return response
 
 
 def _is_secret(value: Any) -> bool:
-    return isinstance(value, Mapping) and value.get(pulumi.runtime.rpc._special_sig_key) == pulumi.runtime.rpc._special_secret_sig
+    return sdk.is_secret(value)
 
 
 def _masked(value: Any) -> Any:
@@ -173,7 +184,7 @@ def _plain(value: Any) -> Any:
         return {str(k): _plain(v) for k, v in value.items()}
     if isinstance(value, list | tuple):
         return [_plain(v) for v in value]
-    if value is pulumi.runtime.rpc.UNKNOWN or value.__class__.__name__ == "Unknown":
+    if sdk.is_unknown(value):
         return placeholder("unknown")
     # The wire format carries every number as a double; Kubernetes rejects 1.0 where it wants an int.
     if isinstance(value, float) and value.is_integer():
@@ -413,7 +424,7 @@ def run_program(
     *,
     project: str | None = None,
     program: Path = PROGRAM,
-    plan_mocks: pulumi.runtime.Mocks | None = None,
+    plan_mocks: sdk.Mocks | None = None,
     monitor: RecordingMonitor | None = None,
     preview: bool = True,
 ) -> ProgramRun:
@@ -426,10 +437,7 @@ def run_program(
     project = project or read_project_name(program.parent)
     monitor = monitor or RecordingMonitor(plan_mocks or PlanMocks())
     asyncio.set_event_loop(asyncio.new_event_loop())
-    settings.ROOT.set(None)
-    pulumi.runtime.set_all_config(config, secret_keys or [])
-    pulumi.runtime.set_mocks(monitor.mocks, project=project, stack=stack, preview=preview, monitor=monitor)
-    root = settings.get_root_resource()
+    root = sdk.start_mocked_run(monitor, config=config, secret_keys=secret_keys or [], project=project, stack=stack, preview=preview)
     outputs: dict[str, Any] = {}
 
     def program_body() -> None:
@@ -437,7 +445,7 @@ def run_program(
 
     loop = asyncio.get_event_loop()
     try:
-        loop.run_until_complete(run_pulumi_func(program_body))
+        loop.run_until_complete(sdk.run_program_body(program_body))
         if root is not None:
             outputs = loop.run_until_complete(_resolve(getattr(root, "outputs", {})))
     finally:

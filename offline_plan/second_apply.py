@@ -16,9 +16,8 @@ from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-import pulumi
-
 from components import facts
+from offline_plan import sdk
 from offline_plan.harness import PlanMocks, ProgramRun, Registration, run_program
 
 
@@ -77,7 +76,7 @@ class ReadBackMocks(PlanMocks):
     def __init__(self, prior: Mapping[tuple[str, str], tuple[str | None, dict[str, Any]]] | None = None) -> None:
         self.prior = prior or {}
 
-    def new_resource(self, args: pulumi.runtime.MockResourceArgs) -> tuple[str | None, dict[str, Any]]:
+    def new_resource(self, args: sdk.MockResourceArgs) -> tuple[str | None, dict[str, Any]]:
         known = self.prior.get((args.typ, args.name))
         if known is not None:
             return known

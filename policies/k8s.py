@@ -19,6 +19,7 @@ from pulumi_policy import PolicyResource, proxy
 from pulumi_policy.proxy import UnknownValueError
 
 from components import facts
+from components.coerce import whole_number
 
 
 class _Unknown:
@@ -121,15 +122,7 @@ def whole(value: Any) -> Any:
     """A count as int (Kubernetes quantities and the wire's floats included), UNKNOWN, or None."""
     if value is UNKNOWN:
         return UNKNOWN
-    if isinstance(value, bool):
-        return None
-    if isinstance(value, int):
-        return value
-    if isinstance(value, float) and value.is_integer():
-        return int(value)
-    if isinstance(value, str) and value.strip().isdigit():
-        return int(value)
-    return None
+    return whole_number(value, integral_floats=True)
 
 
 def urn_name(urn: str) -> str:

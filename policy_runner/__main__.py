@@ -5,12 +5,11 @@ Objects of other kinds and template placeholders are listed as not checked."""
 
 from __future__ import annotations
 
-import argparse
 import os
-import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+import tool_cli
 from policy_runner.config import PolicyConfigError, load_policy_config
 from policy_runner.coverage import coverage
 from policy_runner.manifests import PROJECT, STACK, ManifestError, load_manifests, manifest_files
@@ -19,7 +18,7 @@ from policy_runner.session import POLICY_PACK, PolicyPackError, analyze
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m policy_runner", description="Run the stack's policy pack without the Pulumi CLI.")
+    parser = tool_cli.ArgumentParser(prog="python -m policy_runner", description="Run the stack's policy pack without the Pulumi CLI.")
     commands = parser.add_subparsers(dest="command", required=True)
     check = commands.add_parser("check", help="check Kubernetes YAML files (multi-document) as one stack")
     check.add_argument("files", nargs="+", type=Path, metavar="FILE.yaml", help="files, directories (their *.yaml, *.yml) or - for stdin")
@@ -34,8 +33,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise ManifestError(f"nothing to check: {seen.notes[0]}")
         report = analyze(resources, load_policy_config(args.config), project=PROJECT, stack=STACK, policy_pack=args.policy_pack)
     except (ManifestError, PolicyConfigError, PolicyPackError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+        return tool_cli.fail(f"error: {err}")
     print(render(report, local_path=os.path.relpath(args.policy_pack), notes=seen.notes))
     advisory = len(report.violations) - len(report.mandatory)
     print(
@@ -46,4 +44,4 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    tool_cli.run(main, "policy_runner")

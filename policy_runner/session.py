@@ -26,8 +26,8 @@ from typing import IO, Any, Protocol
 import grpc
 import yaml
 from google.protobuf import empty_pb2, json_format, struct_pb2
-from pulumi.runtime.proto import analyzer_pb2, analyzer_pb2_grpc
 
+from offline_plan.sdk import analyzer_pb2, analyzer_pb2_grpc
 from policy_runner.config import PolicyConfig, PolicyInfo, load_policy_config, reconcile
 
 POLICY_PACK = Path(__file__).resolve().parent.parent / "policies"

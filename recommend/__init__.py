@@ -22,7 +22,9 @@ from typing import Any, NoReturn
 from rich.console import Console
 from rich.table import Table
 
+import tool_cli
 from components import facts, models, sizing
+from components.coerce import real_number, whole_number
 from components.errors import ConfigError, for_user
 
 ALL = "all"
@@ -59,7 +61,7 @@ FACT_FIELDS = (
 )
 
 
-class BadInput(Exception):
+class BadInput(tool_cli.BadInput):
     """One line naming the option, the value and what is allowed."""
 
 
@@ -123,18 +125,16 @@ class Request:
 
 def _whole(option: str, text: str, bounds: tuple[int, int]) -> int:
     low, high = bounds
-    if not text.strip().isdigit() or not low <= int(text) <= high:
+    value = whole_number(text)
+    if value is None or not low <= value <= high:
         raise BadInput(f"{option} = {text!r}: a whole number from {low} to {high}")
-    return int(text)
+    return value
 
 
 def _number(option: str, text: str, bounds: tuple[float, float], what: str) -> float:
     low, high = bounds
-    try:
-        value = float(text)
-    except ValueError:
-        value = float("nan")
-    if not low <= value <= high:
+    value = real_number(text)
+    if value is None or not low <= value <= high:
         raise BadInput(f"{option} = {text!r}: {what} from {low:g} to {high:g}")
     return value
 
@@ -448,11 +448,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         request = _request(argv)
     except BadInput as err:
-        print(for_user(f"recommend: {err}"), file=sys.stderr)
-        return 2
+        return tool_cli.fail(for_user(f"recommend: {err}"))
     except ConfigError as err:
-        print(for_user(f"recommend: {err.key} = {err.value!r}: {err.allowed}"), file=sys.stderr)
-        return 2
+        return tool_cli.fail(for_user(f"recommend: {err.key} = {err.value!r}: {err.allowed}"))
     if request.hub_config is not None:
         _from_hub_report(request)
     plans = _plans(request)
@@ -461,4 +459,4 @@ def main(argv: Sequence[str] | None = None) -> int:
     else:
         console = Console(width=None if sys.stdout.isatty() else 200, highlight=False)
         _print_tables(console, request, plans)
-    return 0 if any(plan.choice for plan in plans) else 1
+    return tool_cli.EXIT_OK if any(plan.choice for plan in plans) else tool_cli.EXIT_FINDING

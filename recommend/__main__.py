@@ -1,5 +1,4 @@
-import sys
-
+import tool_cli
 from recommend import main
 
-sys.exit(main())
+tool_cli.run(main, "recommend")

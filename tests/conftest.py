@@ -17,9 +17,8 @@ sys.path.insert(0, str(ROOT))
 # Model lookups must never reach the Hugging Face Hub from a test.
 os.environ["HF_HUB_OFFLINE"] = "1"
 
-from pulumi_policy import EnforcementLevel  # noqa: E402
-from pulumi_policy.policy import _PolicyAnalyzerServicer  # noqa: E402
 
+from offline_plan import sdk  # noqa: E402
 from offline_plan.harness import PlanMocks, ProgramRun, run_program  # noqa: E402
 from policies import pack  # noqa: E402
 from policy_runner import PolicyPackSession  # noqa: E402
@@ -81,7 +80,7 @@ class _InProcessAnalyzer:
     """The SDK's servicer with the analyzer stub's call signature: the protocol without a process."""
 
     def __init__(self) -> None:
-        self._servicer = _PolicyAnalyzerServicer(pack.NAME, "0.1.0", pack.POLICIES, EnforcementLevel.MANDATORY)
+        self._servicer = sdk.policy_analyzer_servicer(pack.NAME, "0.1.0", pack.POLICIES, sdk.EnforcementLevel.MANDATORY)
 
     def __getattr__(self, method: str) -> Callable[..., Any]:
         call = getattr(self._servicer, method)

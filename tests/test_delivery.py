@@ -479,6 +479,7 @@ def test_every_requirements_file_has_a_hashed_lock() -> None:
     assert names >= {
         "requirements.txt",
         "requirements-dev.txt",
+        "requirements-tools.txt",
         "requirements-checkov.txt",
         "requirements-pip.txt",
         "policies/requirements.txt",
@@ -522,9 +523,26 @@ def test_every_lock_satisfies_its_requirements_file() -> None:
             assert requirement.specifier.contains(version, prereleases=True), (
                 f"{lock.name}: {requirement.name}=={version} is outside {requirement}"
             )
-    dev, runtime = pins(ROOT / "requirements-dev.lock"), pins(ROOT / "requirements.lock")
-    assert runtime.items() <= dev.items(), "requirements.lock and requirements-dev.lock disagree: make lock"
+    dev, tools, runtime = (pins(ROOT / name) for name in ("requirements-dev.lock", "requirements-tools.lock", "requirements.lock"))
+    assert runtime.items() <= tools.items() <= dev.items(), "requirements.lock, -tools.lock and -dev.lock disagree: make lock"
     assert pins(ROOT / "policies" / "requirements.lock") == runtime
+
+
+# What the program and the pack need to run (`pulumi up` with --policy-pack), and nothing more:
+# the tools' packages live in requirements-tools.txt, the checks' in requirements-dev.txt.
+PROGRAM_REQUIREMENTS = {"pulumi", "pulumi-gcp", "pulumi-kubernetes", "pulumi-policy", "pyyaml", "pydantic", "httpx"}
+PINNED_SDKS = {"pulumi": "3.272.0", "pulumi-gcp": "10.2.0", "pulumi-kubernetes": "4.34.2", "pulumi-policy": "1.21.0"}
+
+
+def test_the_program_requirements_are_the_program_and_pack_alone_with_the_sdks_pinned_exactly() -> None:
+    program: dict[str, Requirement] = {canonicalize_name(r.name): r for r in direct_requirements(ROOT / "requirements.txt")}
+    assert program.keys() == PROGRAM_REQUIREMENTS
+    assert {name: str(program[name].specifier) for name in PINNED_SDKS} == {name: f"=={v}" for name, v in PINNED_SDKS.items()}
+    assert {canonicalize_name(r.name) for r in direct_requirements(ROOT / "policies" / "requirements.txt")} == PROGRAM_REQUIREMENTS
+    tools = {canonicalize_name(r.name) for r in direct_requirements(ROOT / "requirements-tools.txt")} - PROGRAM_REQUIREMENTS
+    assert {"grpcio", "rich", "matplotlib", "prometheus-client", "ruamel-yaml", "jsonschema", "kubernetes-validate"} <= tools
+    runtime = pins(ROOT / "requirements.lock")
+    assert not {"rich", "matplotlib", "prometheus-client", "ruamel-yaml", "jsonschema", "kubernetes-validate"} & runtime.keys()
 
 
 def dry_run(*args: str) -> str:
@@ -547,7 +565,20 @@ def test_make_install_installs_pinned_pip_then_the_hashed_lock(tmp_path: Path) -
             if " -m pip install" in command:
                 assert "--require-hashes" in command and "--upgrade" not in command, command
     lock = dry_run("lock")
-    assert "--generate-hashes" in lock and "-o requirements-dev.lock requirements.txt requirements-dev.txt" in lock
+    assert "--generate-hashes" in lock and "-o requirements-dev.lock requirements.txt requirements-tools.txt requirements-dev.txt" in lock
+    # Every lock comes from its own requirements file, seeded with the superset's pins, in this order.
+    steps = [
+        "-o requirements-dev.lock ",
+        "cp requirements-dev.lock requirements-tools.lock",
+        "-o requirements-tools.lock requirements-tools.txt",
+        "cp requirements-tools.lock requirements.lock",
+        "-o requirements.lock requirements.txt",
+        "-o policies/requirements.lock policies/requirements.txt",
+    ]
+    assert all(step in lock for step in steps), lock
+    assert [lock.index(step) for step in steps] == sorted(lock.index(step) for step in steps)
+    # `make install` runs again when any lock of the one virtualenv changes.
+    assert re.search(r"^\$\(VENV\)/\.installed:.*requirements-tools\.lock", (ROOT / "Makefile").read_text(), re.M)
 
 
 def fake_python(tmp_path: Path, version: str, venv_fails: bool = False) -> Path:

@@ -176,6 +176,7 @@ def test_prod_buckets_do_not_wait_for_the_cluster(prod: ProgramRun) -> None:
     assert grants and all(r.cluster_bound and clusters & g.upstream(r.urn) for r in grants)
 
 
+@pytest.mark.skipif(graph.dot_binary() is None, reason="Graphviz's dot is not installed (.ci/run installs it)")
 def test_pictures_are_the_same_bytes_whatever_the_registration_order(prod: ProgramRun, tmp_path: Path) -> None:
     shuffled = list(prod.registrations)
     random.Random(7).shuffle(shuffled)
@@ -189,12 +190,34 @@ def test_pictures_are_the_same_bytes_whatever_the_registration_order(prod: Progr
     assert outputs[0]["graph.svg"] == outputs[1]["graph.svg"]
     assert outputs[0]["graph.dot"] == outputs[1]["graph.dot"]
 
+    # Graphviz's layout: a node per custom resource (its URN the tooltip), an edge per dependency.
     svg = xml.dom.minidom.parseString(outputs[0]["graph.svg"])
-    titles = [t.firstChild for t in svg.getElementsByTagName("title") if isinstance(t.firstChild, xml.dom.minidom.Text)]
-    assert len(titles) == len(g.custom())
-    assert svg.getElementsByTagName("path").length > len(g.custom())
+    groups = svg.getElementsByTagName("g")
+    nodes = [e for e in groups if e.getAttribute("class") == "node"]
+    edges = [e for e in groups if e.getAttribute("class") == "edge"]
+    assert len(nodes) == len(g.custom())
+    assert len(edges) == sum(len(deps) for deps in g.depends_on.values())
+    tooltips = {a.getAttribute("xlink:title") for a in svg.getElementsByTagName("a")}
+    assert {r.urn for r in g.custom()} <= tooltips
     text = outputs[0]["graph.svg"].decode()
-    assert "Cluster llm-prod" in text and "MetricsAdapter metrics-adapter" in text and graph.CRITICAL in text
+    assert ">llm&#45;prod<" in text and ">Cluster · 8 min<" in text and ">metrics&#45;adapter<" in text and graph.CRITICAL in text
     dot = outputs[0]["graph.dot"].decode()
-    assert dot.startswith('digraph "tpu-serving/prod"') and dot.count("subgraph cluster_") >= 10
+    assert (
+        dot.startswith('digraph "tpu-serving/prod"') and dot.count("subgraph cluster_") == 5
+    )  # ProjectApis, Cluster, MetricsAdapter, 2 ServedModels
     assert dot.count("->") == sum(len(deps) for deps in g.depends_on.values())
+
+
+def test_without_graphviz_only_the_dot_file_is_written(prod: ProgramRun, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(graph, "dot_binary", lambda: None)
+    g = graph.build_graph(prod.registrations)
+    written = graph.write_graph(g, graph.critical_path(g), tmp_path, png=True)
+    assert [p.name for p in written] == ["graph.dot"] and sorted(p.name for p in tmp_path.iterdir()) == ["graph.dot"]
+
+
+def test_topological_order_is_by_dependency_then_urn() -> None:
+    g = graph.build_graph(small_stack())
+    ordered = graph._topological(g)
+    assert sorted(ordered) == sorted(g.depends_on)
+    for position, current in enumerate(ordered):
+        assert set(g.depends_on[current]) <= set(ordered[:position])

@@ -15,12 +15,11 @@ from typing import Any, cast
 
 import pytest
 import yaml
-from pulumi.runtime.rpc import UNKNOWN
 from pulumi_policy import PolicyCustomTimeouts, PolicyResourceOptions, ResourceValidationArgs
-from pulumi_policy.proxy import unknown_checking_proxy
 
 from components import facts
 from conftest import in_process_policy_session
+from offline_plan.sdk import UNKNOWN, unknown_checking_proxy
 from policies import pack, tpu
 from policy_runner import PolicyPackSession, Report, StackResource, load_manifests
 

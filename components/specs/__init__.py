@@ -1,0 +1,1 @@
+"""Pure spec builders shared by several components: plain values in, Kubernetes specs out."""
