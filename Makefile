@@ -4,6 +4,7 @@ PYTHON_SYSTEM ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 STACK ?= dev
+# One per Pulumi.<stack>.yaml: the same glob as tool_cli.stack_names, which the tools, the tests and plan-drift.yml use.
 STACKS := $(patsubst Pulumi.%.yaml,%,$(wildcard Pulumi.*.yaml))
 POLICY_CONFIG = policies/config/$(STACK).json
 CHECK_CONFIG ?= policies/config/prod.json
@@ -18,13 +19,15 @@ ifneq ($(JSON),)
 .SILENT:
 endif
 
-.PHONY: help install lock plan plans check checkov test lint typecheck unit recommend loadtest bench preview up destroy clean distclean
+.PHONY: help install lock plan plans check checkov test test-slow test-full lint typecheck unit recommend loadtest bench preview up destroy clean distclean
 
 help:
 	@echo "make plan [STACK=dev]           offline preview: resource tree, plan.json, manifests, policies, graph (no CLI, no cloud)"
 	@echo "make plans                      make plan for every Pulumi.<stack>.yaml"
 	@echo "make check MANIFESTS='a.yaml'   run the policy pack over plain Kubernetes YAML [CHECK_CONFIG=policies/config/dev.json]"
-	@echo "make test                       lint, type-check, tests (incl. checkov over every stack's manifests)"
+	@echo "make test                       lint, type-check, the fast tests (~25 s warm; pytest -m 'not slow')"
+	@echo "make test-slow                  the slow tests alone: subprocesses, checkov, e2e/loadtest fakes, fuzzing, gRPC"
+	@echo "make test-full                  lint, type-check and every test (CI runs the same: make test, then make test-slow)"
 	@echo "make install                    .venv from the hashed locks (make distclean removes .venv and .venv-checkov)"
 	@echo "make lock [UPGRADE=1]           regenerate every requirements*.lock (pip-compile --generate-hashes)"
 	@echo "make checkov                    checkov (pinned, own venv) over every stack's rendered manifests"
@@ -120,16 +123,33 @@ lint: install
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 
+# Incremental: mypy keeps its cache in .mypy_cache (CI restores it between runs).
 typecheck: install
-	$(VENV)/bin/mypy .
+	$(VENV)/bin/mypy --cache-dir .mypy_cache .
 
-unit: install $(CHECKOV_VENV)/.installed
-	$(PY) -m pytest
+# $(call pytest-tier,ARGS): pytest ARGS, where "no tests selected" (pytest's exit code 5) is not a
+# failure: a tier that happens to be empty passes, every other failure keeps its code.
+define pytest-tier
+	@echo "$(PY) -m pytest $(1)"
+	@$(PY) -m pytest $(1) || { code=$$?; [ $$code -eq 5 ] || exit $$code; echo "pytest: no tests selected ($(1)): nothing to fail"; }
+endef
+
+# Two tiers, marked in the tests (`slow`, pyproject.toml): `make test` is the fast one; the slow one
+# (subprocess runs of make and python -m, checkov, the e2e and loadtest fakes, hypothesis fuzzing,
+# the policy pack over real gRPC) is `make test-slow`; `make test-full` is lint, types and both.
+unit: install
+	$(call pytest-tier,-m 'not slow')
+
+test-slow: install $(CHECKOV_VENV)/.installed
+	$(call pytest-tier,-m slow)
 
 checkov: install $(CHECKOV_VENV)/.installed
 	$(PY) -m pytest tests/test_checkov.py
 
 test: lint typecheck unit
+
+test-full: lint typecheck $(CHECKOV_VENV)/.installed
+	$(call pytest-tier,)
 
 # Every option of `python -m recommend` as a make variable (tests/test_recommend.py checks the two agree).
 # FROM_HUB=1 is the one online use: it reads config.json from the Hub (HF_TOKEN or a token file); SAVE=1 writes the fact file.

@@ -2,6 +2,9 @@
 recommend, loadtest, e2e): exit 0 all is well, 1 a finding (a mandatory violation, no slice that
 fits, a failed step), 2 bad input or a missing tool, 130 interrupted; an error is one line on
 stderr. Not used by the Pulumi program or the policy pack.
+
+Also the one definition of which stacks exist (stack_names): the tools, the tests and the
+plan-drift workflow call it; the Makefile's STACKS mirrors it with the same glob.
 """
 
 from __future__ import annotations
@@ -9,12 +12,15 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any, NoReturn, TextIO
 
 EXIT_OK = 0
 EXIT_FINDING = 1
 EXIT_BAD_INPUT = 2
 EXIT_INTERRUPTED = 130
+
+ROOT = Path(__file__).resolve().parent
 
 
 class BadInput(Exception):
@@ -67,6 +73,17 @@ def run(main: Callable[[], int], prog: str) -> NoReturn:
     sys.exit(code)
 
 
+def stack_file(stack: str, root: Path = ROOT) -> Path:
+    """Pulumi.<stack>.yaml, the stack's config file as the Pulumi CLI names it."""
+    return root / f"Pulumi.{stack}.yaml"
+
+
+def stack_names(root: Path = ROOT) -> list[str]:
+    """The stacks of the project in `root`, sorted: one per Pulumi.<stack>.yaml (Pulumi.yaml is the
+    project file, not a stack). The Makefile's STACKS uses the same glob."""
+    return sorted(p.name.removeprefix("Pulumi.").removesuffix(".yaml") for p in root.glob("Pulumi.*.yaml"))
+
+
 __all__ = [
     "EXIT_BAD_INPUT",
     "EXIT_FINDING",
@@ -79,4 +96,6 @@ __all__ = [
     "fail",
     "one_line",
     "run",
+    "stack_file",
+    "stack_names",
 ]

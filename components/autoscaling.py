@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import pulumi
 import pulumi_kubernetes as k8s
 
-from components import facts
+from components import facts, tokens
 from components.config import ModelConfig
 
 # A replica takes minutes (cold: up to half an hour) to serve: add one at a time, wait to see
@@ -29,7 +29,7 @@ class AutoscalingArgs:
 
 class Autoscaling(pulumi.ComponentResource):
     def __init__(self, name: str, args: AutoscalingArgs, opts: pulumi.ResourceOptions | None = None) -> None:
-        super().__init__("tpu-serving:index:Autoscaling", name, None, opts)
+        super().__init__(tokens.AUTOSCALING, name, None, opts)
         model = args.model
         metric = facts.gmp_pod_metric(model.metric_name)
         hpa = k8s.autoscaling.v2.HorizontalPodAutoscaler(

@@ -12,7 +12,7 @@ import pulumi
 import pulumi_gcp as gcp
 import pulumi_kubernetes as k8s
 
-from components import facts
+from components import facts, tokens
 from components.config import ClusterConfig
 
 NODE_SUBNET_CIDR = "10.10.0.0/20"
@@ -51,7 +51,7 @@ class Cluster(pulumi.ComponentResource):
     workload_identity_pool: pulumi.Resource
 
     def __init__(self, name: str, args: ClusterArgs, opts: pulumi.ResourceOptions | None = None) -> None:
-        super().__init__("tpu-serving:index:Cluster", name, None, opts)
+        super().__init__(tokens.CLUSTER_COMPONENT, name, None, opts)
         cfg, child = args.config, pulumi.ResourceOptions(parent=self)
         after_apis = pulumi.ResourceOptions(parent=self, depends_on=[args.apis])
 

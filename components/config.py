@@ -24,6 +24,7 @@ import sys
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass as std_dataclass
 from pathlib import Path
+from types import MappingProxyType
 from typing import Annotated, Any, TypeVar
 
 import pulumi
@@ -44,6 +45,10 @@ MODES = ("autopilot", "standard")
 # long-running Deployment never makes, so the server would wait forever.
 CAPACITY = ("on-demand", "spot", "flex-start", "reservation")
 EXPOSURE = ("internal", "external")
+# autoscalingMetric's values and the vLLM gauge each scales on.
+AUTOSCALING_METRICS: Mapping[str, str] = MappingProxyType(
+    {"num_requests_waiting": facts.METRIC_REQUESTS_WAITING, "kv_cache_usage": facts.METRIC_KV_CACHE}
+)
 NAME_RE = re.compile(r"^[a-z]([a-z0-9-]{0,18}[a-z0-9])?$")
 PROJECT_RE = re.compile(r"^[a-z][a-z0-9-]{4,28}[a-z0-9]$")
 REGION_RE = re.compile(r"^[a-z]+-[a-z]+[0-9]+$")
@@ -51,7 +56,6 @@ REGION_RE = re.compile(r"^[a-z]+-[a-z]+[0-9]+$")
 # Docker's tag grammar; the tag must also be a release version (below), so no moving tag.
 DOCKER_TAG_RE = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}")
 DIGEST_RE = re.compile(r"sha256:[0-9a-f]{64}")
-MOVING_TAGS = ("latest", "nightly", "main", "dev", "stable", "edge")
 # A Compute Engine resource name (RFC 1035 label): also a valid label value, as GKE uses it.
 GCE_NAME_RE = re.compile(r"[a-z]([-a-z0-9]{0,61}[a-z0-9])?")
 # e2-standard-4, n2-highmem-8, c3-standard-4-lssd, n2-custom-4-16384, e2-micro ...
@@ -262,7 +266,7 @@ class ImageTag(Rule):
         pin = f"a release tag such as {facts.VLLM_DEFAULT_TAG}, optionally with its digest ({facts.VLLM_DEFAULT_TAG}@sha256:<64 hex>)"
         if not DOCKER_TAG_RE.fullmatch(tag) or (at and not DIGEST_RE.fullmatch(digest)):
             raise _Refused(f"not a Docker tag; {pin}")
-        if tag.lower() in MOVING_TAGS or facts.parse_vllm_version(tag) is None:
+        if tag.lower() in facts.MOVING_IMAGE_TAGS or facts.parse_vllm_version(tag) is None:
             raise _Refused(f"not a release version (a moving tag changes under a running stack); pin {pin}")
         return text
 
@@ -571,9 +575,7 @@ class ModelConfig(_Schema):
     source_ranges: Annotated[tuple[str, ...], Texts(cidr=True)] = key("who reaches an external model (required then)", ())
     allow_broad_ranges: Annotated[bool, Flag()] = key("allow `sourceRanges` wider than a /16 (IPv4) or /48 (IPv6)", False)
     shutdown_timeout_seconds: Annotated[int, Whole(0, 600)] = key("vLLM --shutdown-timeout (vLLM 0.18 or later; 0 for older)", 60)
-    metric: Annotated[str, Choice(facts.AUTOSCALING_METRICS)] = key(
-        "what the HPA scales on", "num_requests_waiting", alias="autoscalingMetric"
-    )
+    metric: Annotated[str, Choice(AUTOSCALING_METRICS)] = key("what the HPA scales on", "num_requests_waiting", alias="autoscalingMetric")
     target: Annotated[float, Real(0.01, 10_000)] = key(
         "the HPA's target per pod (a share, 0.01-1, for kv_cache_usage)", 0.0, shown="10 (waiting), 0.8 (kv)", alias="autoscalingTarget"
     )
@@ -727,7 +729,7 @@ class ModelConfig(_Schema):
     def metric_name(self) -> str:
         if self.metric == "kv_cache_usage":
             return facts.kv_cache_metric(self.vllm_version)
-        return facts.AUTOSCALING_METRICS[self.metric]
+        return AUTOSCALING_METRICS[self.metric]
 
 
 @dataclass(frozen=True, kw_only=True, config=SCHEMA)

@@ -5,6 +5,13 @@ Sources: ../shared/reference/tpu-facts.md and vllm-gke-facts.md (Google's TPU an
 the vLLM repository). Every other module, the policy pack and the planners read these tables;
 none of them restates a number. Values the docs mark as unconfirmed are data that config can
 extend (zones) rather than a closed list.
+
+What belongs here: facts about GCP, GKE, TPUs and vLLM, each with its source (machine types,
+topologies, labels, taints, versions, ForceNew and server-filled fields, error texts), and the
+contracts the program and the policy pack must agree on (the compile-cache annotation, internal
+load balancer annotations, moving image tags). A choice of this project that one module reads
+(the pod's share of a node, the FUSE sidecar's sizing) lives with that module; type tokens are
+in components/tokens.py.
 """
 
 from __future__ import annotations
@@ -15,8 +22,9 @@ from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Any
 
+from components import tokens
+
 GIB = 1024**3
-POD_SHARE_OF_NODE = 0.8
 
 
 @dataclass(frozen=True)
@@ -27,16 +35,6 @@ class MachineType:
     chips: int
     vcpus: int
     memory_gib: int
-
-    @property
-    def pod_cpu(self) -> int:
-        """What the one serving pod on this VM requests: the rest stays for the kubelet, system
-        daemons and the Cloud Storage FUSE sidecar."""
-        return int(self.vcpus * POD_SHARE_OF_NODE)
-
-    @property
-    def pod_memory_gib(self) -> int:
-        return int(self.memory_gib * POD_SHARE_OF_NODE)
 
 
 @dataclass(frozen=True)
@@ -177,8 +175,6 @@ GENERATIONS: Mapping[str, Generation] = MappingProxyType(
     }
 )
 
-ACCELERATOR_TO_GENERATION: Mapping[str, str] = MappingProxyType({g.accelerator: g.name for g in GENERATIONS.values()})
-
 
 def machine_type_info(name: str) -> tuple[Generation, MachineType] | None:
     for generation in GENERATIONS.values():
@@ -254,9 +250,6 @@ METRIC_VERSIONS: Mapping[str, tuple[tuple[int, ...] | None, tuple[int, ...] | No
         METRIC_KV_CACHE_LEGACY: (None, (0, 11, 0)),
     }
 )
-AUTOSCALING_METRICS: Mapping[str, str] = MappingProxyType(
-    {"num_requests_waiting": METRIC_REQUESTS_WAITING, "kv_cache_usage": METRIC_KV_CACHE}
-)
 
 
 def parse_vllm_version(tag: str) -> tuple[int, ...] | None:
@@ -331,8 +324,6 @@ GMP_COLLECTOR_NAMESPACES = ("gmp-system", "gke-gmp-system")
 # Pinned as in Google's manifest (GoogleCloudPlatform/k8s-stackdriver
 # custom-metrics-stackdriver-adapter/deploy/production/adapter_new_resource_model.yaml, commit af49d863).
 METRICS_ADAPTER_IMAGE = "gcr.io/gke-release/custom-metrics-stackdriver-adapter:v0.16.9-gke.0"
-METRICS_ADAPTER_NAMESPACE = "custom-metrics"
-METRICS_ADAPTER_SERVICE_ACCOUNT = "custom-metrics-stackdriver-adapter"
 
 # --- Namespaces ---------------------------------------------------------------------------------
 # Baseline is enforced (the vLLM TPU image runs as root); restricted is reported as a warning.
@@ -349,25 +340,7 @@ def workload_identity_member(project_number: str, project: str, namespace: str, 
     )
 
 
-# --- Cloud Storage FUSE sidecar sizing (pod annotations) -----------------------------------------
-# "0" lifts a limit, which only Standard clusters accept; Autopilot needs explicit values.
-GCSFUSE_SIDECAR_STANDARD = MappingProxyType(
-    {"gke-gcsfuse/cpu-limit": "0", "gke-gcsfuse/memory-limit": "0", "gke-gcsfuse/ephemeral-storage-limit": "0"}
-)
-GCSFUSE_SIDECAR_AUTOPILOT = MappingProxyType({"gke-gcsfuse/ephemeral-storage-limit": "40Gi"})
-# The sidecar's request equals its limit when only a limit is set, so what it gets is taken out
-# of the server's share; parallel downloads of the weights want a few cores.
-GCSFUSE_SIDECAR_AUTOPILOT_CPU = 4
-# The RAM file cache is charged to the sidecar: on Autopilot its memory must hold the weights.
-GCSFUSE_CACHE_HEADROOM = 1.1
-GCSFUSE_CACHE_UNKNOWN_MODEL_SHARE = 0.25  # of the pod's memory, when the model's size is not known
-# What gcsfuse itself holds beside the file cache (metadata caches, parallel-download workers,
-# buffers). An allowance, not a published figure: Google's docs give none for this configuration.
-GCSFUSE_SIDECAR_OWN_MEMORY_GIB = 1
-# On Standard the sidecar has no limit and shares the node with the kubelet and GKE's DaemonSets
-# (fluentbit, gke-metadata-server, anetd, the Managed Prometheus collector, the CSI and TPU device
-# plugins). An allowance for their usage, not a published figure: `kubectl describe node` lists them.
-GKE_NODE_DAEMONS_MEMORY_GIB = 2
+# --- GKE node memory ------------------------------------------------------------------------------
 # Standard nodes reserve memory for the kubelet and the OS, by tier of the VM's memory, plus 100 MiB
 # for hard eviction (cloud.google.com/kubernetes-engine/docs/concepts/plan-node-sizes#memory_and_cpu_reservations).
 GKE_MEMORY_RESERVATION_TIERS = ((4, 0.25), (4, 0.20), (8, 0.10), (112, 0.06), (None, 0.02))
@@ -415,7 +388,6 @@ REQUIRED_APIS = (
     "monitoring.googleapis.com",  # Managed Prometheus and the metrics adapter
     "logging.googleapis.com",
 )
-API_ENABLER_ROLE = "roles/serviceusage.serviceUsageAdmin"
 # The one role a node's own service account needs for logs, metrics and resource metadata (GKE docs,
 # "Use least privilege IAM service accounts"; CIS GKE Benchmark v2 5.2.1). It replaces the older set
 # of logWriter, metricWriter, monitoring.viewer and stackdriver.resourceMetadata.writer. The stack's
@@ -499,7 +471,7 @@ TPU_RESERVATION_AFFINITY = ServerFilled(
 )
 PROVIDER_FIELDS: Mapping[str, ProviderFields] = MappingProxyType(
     {
-        "gcp:container/cluster:Cluster": ProviderFields(
+        tokens.CLUSTER: ProviderFields(
             source=f"{_TF}/container/resource_container_cluster.go",
             force_new=(
                 "name",
@@ -551,7 +523,7 @@ PROVIDER_FIELDS: Mapping[str, ProviderFields] = MappingProxyType(
                 ),
             ),
         ),
-        "gcp:container/nodePool:NodePool": ProviderFields(
+        tokens.NODE_POOL: ProviderFields(
             source=f"{_TF}/container/resource_container_node_pool.go, container/node_config.go",
             # placement_policy is ForceNew as a block only: a changed tpu_topology inside it is not sent to GKE.
             force_new=(
@@ -573,55 +545,55 @@ PROVIDER_FIELDS: Mapping[str, ProviderFields] = MappingProxyType(
             ),
             server_filled=(TPU_THREADS_PER_CORE, TPU_RESERVATION_AFFINITY),
         ),
-        "gcp:projects/service:Service": ProviderFields(
+        tokens.PROJECT_SERVICE: ProviderFields(
             source=f"{_TF}/resourcemanager/resource_google_project_service.go", force_new=("service", "project")
         ),
-        "gcp:compute/network:Network": ProviderFields(
+        tokens.NETWORK: ProviderFields(
             source=f"{_TF}/compute/resource_compute_network.go",
             force_new=("name", "project", "autoCreateSubnetworks"),
             computed=("selfLink", "gatewayIpv4", "routingMode", "mtu"),
         ),
-        "gcp:compute/subnetwork:Subnetwork": ProviderFields(
+        tokens.SUBNETWORK: ProviderFields(
             # ip_cidr_range is replaced only when it shrinks (CustomizeDiff IsShrinkageIpCidr); treated as ForceNew here.
             source=f"{_TF}/compute/resource_compute_subnetwork.go",
             force_new=("name", "project", "region", "network", "ipCidrRange"),
             computed=("selfLink", "gatewayAddress", "stackType", "purpose"),
         ),
-        "gcp:compute/router:Router": ProviderFields(
+        tokens.ROUTER: ProviderFields(
             source=f"{_TF}/compute/resource_compute_router.go", force_new=("name", "project", "region", "network")
         ),
-        "gcp:compute/routerNat:RouterNat": ProviderFields(
+        tokens.ROUTER_NAT: ProviderFields(
             source=f"{_TF}/compute/resource_compute_router_nat.go",
             force_new=("name", "project", "region", "router", "type", "endpointTypes"),
             computed=("natIps", "enableEndpointIndependentMapping", "enableDynamicPortAllocation", "minPortsPerVm"),
         ),
-        "gcp:serviceaccount/account:Account": ProviderFields(
+        tokens.SERVICE_ACCOUNT: ProviderFields(
             source=f"{_TF}/resourcemanager/resource_google_service_account.go",
             force_new=("accountId", "project"),
             computed=("email", "member", "name", "uniqueId"),
         ),
-        "gcp:projects/iAMMember:IAMMember": ProviderFields(
+        tokens.PROJECT_IAM_MEMBER: ProviderFields(
             source="hashicorp/terraform-provider-google google/tpgiamresource/resource_iam_member.go (every field ForceNew)",
             force_new=("project", "role", "member", "condition"),
         ),
-        "gcp:storage/bucket:Bucket": ProviderFields(
+        tokens.BUCKET: ProviderFields(
             source=f"{_TF}/storage/resource_storage_bucket.go",
             force_new=("name", "location", "project", "enableObjectRetention", "hierarchicalNamespace"),
             computed=("selfLink", "url", "rpo", "softDeletePolicy", "versioning", "effectiveLabels", "terraformLabels"),
         ),
-        "gcp:storage/bucketIAMMember:BucketIAMMember": ProviderFields(
+        tokens.BUCKET_IAM_MEMBER: ProviderFields(
             source="hashicorp/terraform-provider-google google/services/storage/iam_storage_bucket.go (every field ForceNew)",
             force_new=("bucket", "role", "member", "condition"),
         ),
         **{
             token: ProviderFields(source=_K8S_DIFF, force_new=(*_K8S_FORCE_NEW, *extra), reads_state=False)
             for token, extra in {
-                "kubernetes:apps/v1:Deployment": ("spec.selector",),
-                "kubernetes:core/v1:Service": ("spec.clusterIP",),
+                tokens.DEPLOYMENT: ("spec.selector",),
+                tokens.K8S_SERVICE: ("spec.clusterIP",),
                 # Secrets are immutable to the provider unless enableSecretMutable is set.
-                "kubernetes:core/v1:Secret": ("type", "data", "stringData"),
-                "kubernetes:rbac.authorization.k8s.io/v1:RoleBinding": ("roleRef",),
-                "kubernetes:rbac.authorization.k8s.io/v1:ClusterRoleBinding": ("roleRef",),
+                tokens.SECRET: ("type", "data", "stringData"),
+                tokens.ROLE_BINDING: ("roleRef",),
+                tokens.CLUSTER_ROLE_BINDING: ("roleRef",),
             }.items()
         },
     }
@@ -632,7 +604,7 @@ def provider_fields(token: str) -> ProviderFields | None:
     """What the provider of this type reads back and replaces on; any Kubernetes kind is replaced
     on a new name or namespace."""
     known = PROVIDER_FIELDS.get(token)
-    if known is None and token.startswith("kubernetes:") and not token.startswith("kubernetes:yaml"):
+    if known is None and token.startswith(tokens.KUBERNETES_PREFIX) and not token.startswith(tokens.KUBERNETES_YAML_PREFIX):
         return ProviderFields(source=_K8S_DIFF, force_new=_K8S_FORCE_NEW, reads_state=False)
     return known
 
@@ -647,4 +619,5 @@ COMPUTE_CLASS_KIND = "ComputeClass"
 # vLLM's upstream images: the TPU build (VLLM_IMAGE_REPOSITORY) and the CUDA one, which no TPU pod can use.
 VLLM_GPU_IMAGE_REPOSITORY = "vllm/vllm-openai"
 # Image tags that name a channel rather than one build: "latest" and its cousins move under the same name.
+# The program refuses them as imageTag; the pack flags any image tag with one as a word.
 MOVING_IMAGE_TAGS = ("latest", "nightly", "main", "master", "dev", "develop", "edge", "head", "canary", "unstable", "snapshot", "stable")

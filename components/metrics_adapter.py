@@ -17,10 +17,12 @@ import pulumi
 import pulumi_gcp as gcp
 import pulumi_kubernetes as k8s
 
-from components import facts
+from components import facts, tokens
 from components.specs.network_policy import network_policy
 
-NAMESPACE, ACCOUNT = facts.METRICS_ADAPTER_NAMESPACE, facts.METRICS_ADAPTER_SERVICE_ACCOUNT
+# The namespace and Kubernetes service account of Google's manifest (GoogleCloudPlatform/k8s-stackdriver
+# custom-metrics-stackdriver-adapter/deploy/production/adapter_new_resource_model.yaml), as facts.METRICS_ADAPTER_IMAGE.
+NAMESPACE, ACCOUNT = "custom-metrics", "custom-metrics-stackdriver-adapter"
 APP = {"k8s-app": ACCOUNT}
 ADAPTER_PORT = 443
 # The adapter writes a self-signed serving certificate at start (k8s.io/apiserver's default
@@ -39,7 +41,7 @@ class MetricsAdapter(pulumi.ComponentResource):
     ready: pulumi.Resource
 
     def __init__(self, name: str, args: MetricsAdapterArgs, opts: pulumi.ResourceOptions | None = None) -> None:
-        super().__init__("tpu-serving:index:MetricsAdapter", name, None, opts)
+        super().__init__(tokens.METRICS_ADAPTER, name, None, opts)
         child = pulumi.ResourceOptions(parent=self)
         member = pulumi.Output.from_input(args.project_number).apply(
             lambda number: facts.workload_identity_member(number, args.project, NAMESPACE, ACCOUNT)

@@ -9,7 +9,7 @@ import pulumi
 import pulumi_gcp as gcp
 import pulumi_kubernetes as k8s
 
-from components import facts
+from components import facts, tokens
 from components.specs.namespace import ModelNamespace
 
 # Read and write objects of this one bucket; nothing project-wide (the seed's second option).
@@ -36,7 +36,7 @@ class ModelCacheBucket(pulumi.ComponentResource):
     grant: gcp.storage.BucketIAMMember
 
     def __init__(self, name: str, args: ModelCacheBucketArgs, opts: pulumi.ResourceOptions | None = None) -> None:
-        super().__init__("tpu-serving:index:ModelCacheBucket", name, None, opts)
+        super().__init__(tokens.MODEL_CACHE_BUCKET, name, None, opts)
         bucket = gcp.storage.Bucket(
             name,
             name=args.bucket_name,

@@ -28,11 +28,12 @@ import os
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
-
-import httpx
+from typing import TYPE_CHECKING, Any
 
 from components.coerce import real_number, whole_number
+
+if TYPE_CHECKING:  # for the annotations: httpx is a tools requirement, imported where the download runs
+    import httpx
 from components.errors import ConfigError
 
 # Bytes per weight of each serving dtype.
@@ -313,6 +314,11 @@ def download_config_json(hf_id: str, token: str | None, transport: httpx.BaseTra
             if not isinstance(loaded, dict):
                 raise ValueError("config.json must hold a JSON object")
             return loaded
+    try:  # requirements-tools.txt: only `recommend --from-hub` gets here, never `pulumi up`
+        import httpx
+    except ImportError:
+        raise ValueError("httpx is not installed: the Hub download runs in the tools' environment (make install)") from None
+
     headers = {"Authorization": f"Bearer {token}"} if token else {}
     try:
         with httpx.Client(timeout=HUB_TIMEOUT_SECONDS, transport=transport, follow_redirects=True) as client:

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import pulumi
 import pulumi_gcp as gcp
 
-from components import facts
+from components import facts, tokens
 
 
 @dataclass(frozen=True)
@@ -21,7 +21,7 @@ class ProjectApis(pulumi.ComponentResource):
     dependency to all its children)."""
 
     def __init__(self, name: str, args: ProjectApisArgs, opts: pulumi.ResourceOptions | None = None) -> None:
-        super().__init__("tpu-serving:index:ProjectApis", name, None, opts)
+        super().__init__(tokens.PROJECT_APIS, name, None, opts)
         enabled = [
             gcp.projects.Service(
                 f"{name}-{service.split('.')[0]}",

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 import pulumi
 import pulumi_kubernetes as k8s
 
+from components import tokens
 from components.autoscaling import Autoscaling, AutoscalingArgs
 from components.config import ModelConfig
 from components.model_cache_bucket import ModelCacheBucket, ModelCacheBucketArgs
@@ -57,7 +58,7 @@ class ServedModel(pulumi.ComponentResource):
     summary: dict[str, pulumi.Input[str]]
 
     def __init__(self, name: str, args: ServedModelArgs, opts: pulumi.ResourceOptions | None = None) -> None:
-        super().__init__("tpu-serving:index:ServedModel", name, None, opts)
+        super().__init__(tokens.SERVED_MODEL, name, None, opts)
         model, labels = args.model, model_labels(args.model, args.stack)
         moved = pulumi.ResourceOptions(parent=self, aliases=[WAS_TOP_LEVEL])
         created = k8s.core.v1.Namespace(name, metadata=namespace_metadata(model, args.stack), opts=moved)

@@ -9,7 +9,7 @@ import pulumi
 import pulumi_gcp as gcp
 import pulumi_kubernetes as k8s
 
-from components import facts
+from components import facts, tokens
 from components.cluster import node_hardening
 from components.config import ModelConfig
 
@@ -78,7 +78,7 @@ class TpuNodePool(pulumi.ComponentResource):
     pool_name: pulumi.Output[str]
 
     def __init__(self, name: str, args: TpuNodePoolArgs, opts: pulumi.ResourceOptions | None = None) -> None:
-        super().__init__("tpu-serving:index:TpuNodePool", name, None, opts)
+        super().__init__(tokens.TPU_NODE_POOL, name, None, opts)
         model = args.model
         self.placement = slice_placement(model, autopilot=False)
         flex_start = model.capacity == "flex-start"

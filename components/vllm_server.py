@@ -7,12 +7,14 @@ import hashlib
 import json
 import math
 from dataclasses import dataclass
+from types import MappingProxyType
 
 import pulumi
 import pulumi_kubernetes as k8s
 
-from components import facts
+from components import facts, tokens
 from components.config import ModelConfig
+from components.facts import MachineType
 from components.specs.namespace import ModelNamespace
 from components.specs.network_policy import network_policy
 from components.tpu_node_pool import SlicePlacement
@@ -40,6 +42,39 @@ LAUNCHER = (
     'if [ -n "$VLLM_API_KEY_FILE" ]; then VLLM_API_KEY="$(cat "$VLLM_API_KEY_FILE")"; export VLLM_API_KEY; fi; '
     'exec python3 -m vllm.entrypoints.openai.api_server "$@"'
 )
+# What the one serving pod on a TPU VM requests of its vCPUs and memory: the rest stays for the
+# kubelet, system daemons and the Cloud Storage FUSE sidecar.
+POD_SHARE_OF_NODE = 0.8
+
+# --- Cloud Storage FUSE sidecar sizing (pod annotations) -----------------------------------------
+# "0" lifts a limit, which only Standard clusters accept; Autopilot needs explicit values.
+GCSFUSE_SIDECAR_STANDARD = MappingProxyType(
+    {"gke-gcsfuse/cpu-limit": "0", "gke-gcsfuse/memory-limit": "0", "gke-gcsfuse/ephemeral-storage-limit": "0"}
+)
+GCSFUSE_SIDECAR_AUTOPILOT = MappingProxyType({"gke-gcsfuse/ephemeral-storage-limit": "40Gi"})
+# The sidecar's request equals its limit when only a limit is set, so what it gets is taken out
+# of the server's share; parallel downloads of the weights want a few cores.
+GCSFUSE_SIDECAR_AUTOPILOT_CPU = 4
+# The RAM file cache is charged to the sidecar: on Autopilot its memory must hold the weights.
+GCSFUSE_CACHE_HEADROOM = 1.1
+GCSFUSE_CACHE_UNKNOWN_MODEL_SHARE = 0.25  # of the pod's memory, when the model's size is not known
+# What gcsfuse itself holds beside the file cache (metadata caches, parallel-download workers,
+# buffers). An allowance, not a published figure: Google's docs give none for this configuration.
+GCSFUSE_SIDECAR_OWN_MEMORY_GIB = 1
+# On Standard the sidecar has no limit and shares the node with the kubelet and GKE's DaemonSets
+# (fluentbit, gke-metadata-server, anetd, the Managed Prometheus collector, the CSI and TPU device
+# plugins). An allowance for their usage, not a published figure: `kubectl describe node` lists them.
+GKE_NODE_DAEMONS_MEMORY_GIB = 2
+
+
+def pod_cpu(machine: MachineType) -> int:
+    """The vCPUs the one serving pod on this VM requests (its share of the node)."""
+    return int(machine.vcpus * POD_SHARE_OF_NODE)
+
+
+def pod_memory_gib(machine: MachineType) -> int:
+    """The memory (GiB) the one serving pod on this VM requests (its share of the node)."""
+    return int(machine.memory_gib * POD_SHARE_OF_NODE)
 
 
 def serving_args(model: ModelConfig) -> list[str]:
@@ -81,34 +116,34 @@ def gcsfuse_sidecar(model: ModelConfig, autopilot: bool) -> FuseSidecar:
     """The file cache is a memory-backed emptyDir that gcsfuse fills, so its pages are charged to
     the sidecar; an unbounded cache grows with everything read through the mount (weights and
     compiled graphs) until the sidecar is OOM-killed (Autopilot) or the pod evicted (Standard)."""
-    own_gib = facts.GCSFUSE_SIDECAR_OWN_MEMORY_GIB
+    own_gib = GCSFUSE_SIDECAR_OWN_MEMORY_GIB
     machine = model.machine
     if not autopilot:
         # Standard lifts the sidecar's limits, so the node is the bound: the cache gets what the
         # server's share, GKE's reservation, its DaemonSets and gcsfuse itself leave of the VM.
         free_gib = (
             machine.memory_gib
-            - machine.pod_memory_gib
+            - pod_memory_gib(machine)
             - facts.gke_reserved_memory_gib(machine.memory_gib)
-            - facts.GKE_NODE_DAEMONS_MEMORY_GIB
+            - GKE_NODE_DAEMONS_MEMORY_GIB
             - own_gib
         )
-        return FuseSidecar(dict(facts.GCSFUSE_SIDECAR_STANDARD), 0, 0, int(free_gib * 1024))
+        return FuseSidecar(dict(GCSFUSE_SIDECAR_STANDARD), 0, 0, int(free_gib * 1024))
     if model.sizing is not None:
         weights_gib = model.sizing.weights_bytes / facts.GIB
-        memory_gib = math.ceil(weights_gib * facts.GCSFUSE_CACHE_HEADROOM) + own_gib
+        memory_gib = math.ceil(weights_gib * GCSFUSE_CACHE_HEADROOM) + own_gib
     else:
-        memory_gib = math.ceil(machine.pod_memory_gib * facts.GCSFUSE_CACHE_UNKNOWN_MODEL_SHARE)
-    cpu, memory = str(facts.GCSFUSE_SIDECAR_AUTOPILOT_CPU), f"{memory_gib}Gi"
+        memory_gib = math.ceil(pod_memory_gib(machine) * GCSFUSE_CACHE_UNKNOWN_MODEL_SHARE)
+    cpu, memory = str(GCSFUSE_SIDECAR_AUTOPILOT_CPU), f"{memory_gib}Gi"
     annotations = {
-        **facts.GCSFUSE_SIDECAR_AUTOPILOT,
+        **GCSFUSE_SIDECAR_AUTOPILOT,
         "gke-gcsfuse/cpu-limit": cpu,
         "gke-gcsfuse/cpu-request": cpu,
         "gke-gcsfuse/memory-limit": memory,
         "gke-gcsfuse/memory-request": memory,
     }
     # Autopilot enforces the limit: the cache stops gcsfuse's own use short of it.
-    return FuseSidecar(annotations, facts.GCSFUSE_SIDECAR_AUTOPILOT_CPU, memory_gib, (memory_gib - own_gib) * 1024)
+    return FuseSidecar(annotations, GCSFUSE_SIDECAR_AUTOPILOT_CPU, memory_gib, (memory_gib - own_gib) * 1024)
 
 
 def compile_cache_key(model: ModelConfig) -> str:
@@ -151,8 +186,8 @@ def vllm_container(model: ModelConfig, chips_per_node: int, sidecar: FuseSidecar
     of CPU and memory (less the FUSE sidecar's), probes sized to a cold start, and no privileges."""
     machine = model.machine
     resources = {
-        "cpu": str(machine.pod_cpu - sidecar.cpu),
-        "memory": f"{machine.pod_memory_gib - sidecar.memory_gib}Gi",
+        "cpu": str(pod_cpu(machine) - sidecar.cpu),
+        "memory": f"{pod_memory_gib(machine) - sidecar.memory_gib}Gi",
         facts.TPU_RESOURCE: str(chips_per_node),
     }
     env: list[k8s.core.v1.EnvVarArgsDict] = [
@@ -354,7 +389,7 @@ class VllmServer(pulumi.ComponentResource):
     curl: pulumi.Output[str]
 
     def __init__(self, name: str, args: VllmServerArgs, opts: pulumi.ResourceOptions | None = None) -> None:
-        super().__init__("tpu-serving:index:VllmServer", name, None, opts)
+        super().__init__(tokens.VLLM_SERVER, name, None, opts)
         model, reach = args.model, exposure(args.model)
         in_namespace = pulumi.ResourceOptions(parent=self, depends_on=[args.namespace.resource])
 

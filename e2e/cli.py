@@ -108,10 +108,9 @@ def _last_line(text: str) -> str:
 
 def check_stack(stack: str, keep: bool) -> Path:
     """The stack's policy config, once the stack file exists and destroying it is safe."""
-    stack_file = ROOT / f"Pulumi.{stack}.yaml"
+    stack_file = tool_cli.stack_file(stack, ROOT)
     if not stack_file.is_file():
-        known = sorted(p.name[len("Pulumi.") : -len(".yaml")] for p in ROOT.glob("Pulumi.*.yaml"))
-        raise Refusal(f"no stack file {stack_file.name} (stacks: {', '.join(known)})")
+        raise Refusal(f"no stack file {stack_file.name} (stacks: {', '.join(tool_cli.stack_names(ROOT))})")
     policy_config = ROOT / "policies" / "config" / f"{stack}.json"
     if not policy_config.is_file():
         raise Refusal(f"no policy config {policy_config.relative_to(ROOT)} for stack {stack}")
@@ -422,7 +421,7 @@ class EndToEnd:
                 problems.append(f"could not empty gs://{bucket}")
         code = _run(["pulumi", "destroy", "--yes", "--stack", self.stack]).returncode
         if code != 0:
-            problems.append(f"pulumi destroy exited {code}: resources are left (README, 'Tear down')")
+            problems.append(f"pulumi destroy exited {code}: resources are left (docs/operating.md, 'Tear down')")
         if problems:
             raise StepFailed("; ".join(problems))
         return f"destroyed; emptied {len(buckets)} bucket(s) first"

@@ -23,6 +23,8 @@ from typing import Any
 
 import yaml
 
+import tool_cli
+
 METRIC_KEY = "autoscalingMetric"
 TARGET_KEY = "autoscalingTarget"
 _STACK_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
@@ -52,7 +54,7 @@ class StackEdit:
 def stack_path(stack: str, directory: Path) -> Path:
     if not _STACK_NAME.fullmatch(stack) or ".." in stack:
         raise StackEditError(f"--write-stack {stack!r} is not a stack name like dev or prod")
-    return directory / f"Pulumi.{stack}.yaml"
+    return tool_cli.stack_file(stack, directory)
 
 
 def _round_trip_yaml(indent: tuple[int, int, int]) -> Any:

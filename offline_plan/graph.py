@@ -20,35 +20,35 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
-from components import facts
+from components import facts, tokens
 from offline_plan.harness import Registration
 
-CLUSTER_TYPE = "gcp:container/cluster:Cluster"
+CLUSTER_TYPE = tokens.CLUSTER
 # What talks to the cluster or is part of it; anything else has no reason to wait for it.
-CLUSTER_BOUND_PREFIXES = ("kubernetes:", "pulumi:providers:kubernetes", "gcp:container/", "gcp:gkehub/")
+CLUSTER_BOUND_PREFIXES = (tokens.KUBERNETES_PREFIX, tokens.KUBERNETES_PROVIDER, "gcp:container/", "gcp:gkehub/")
 
 # Rough minutes from create to "pulumi up moves on", to rank chains, not to promise durations.
 TYPICAL_MINUTES: Mapping[str, float] = MappingProxyType(
     {
         # A regional GKE control plane (Standard or Autopilot) takes 6 to 10 minutes.
-        "gcp:container/cluster:Cluster": 8.0,
+        tokens.CLUSTER: 8.0,
         # Enabling an API on a fresh project takes about a minute; an enabled one answers at once.
-        "gcp:projects/service:Service": 1.0,
+        tokens.PROJECT_SERVICE: 1.0,
         # A pool is done once its nodes register; CPU VMs boot in a few minutes.
-        "gcp:container/nodePool:NodePool": 3.0,
-        "gcp:compute/network:Network": 0.5,
-        "gcp:compute/subnetwork:Subnetwork": 0.5,
-        "gcp:compute/router:Router": 0.3,
-        "gcp:compute/routerNat:RouterNat": 0.5,
+        tokens.NODE_POOL: 3.0,
+        tokens.NETWORK: 0.5,
+        tokens.SUBNETWORK: 0.5,
+        tokens.ROUTER: 0.3,
+        tokens.ROUTER_NAT: 0.5,
         # IAM writes are read-modify-write of a policy: seconds, retried on conflicts.
-        "gcp:projects/iAMMember:IAMMember": 0.2,
-        "gcp:serviceaccount/account:Account": 0.1,
-        "gcp:storage/bucket:Bucket": 0.05,
-        "gcp:storage/bucketIAMMember:BucketIAMMember": 0.1,
+        tokens.PROJECT_IAM_MEMBER: 0.2,
+        tokens.SERVICE_ACCOUNT: 0.1,
+        tokens.BUCKET: 0.05,
+        tokens.BUCKET_IAM_MEMBER: 0.1,
         # Pulumi waits for a Deployment's pods to be ready: an image pull and a start.
-        "kubernetes:apps/v1:Deployment": 1.0,
+        tokens.DEPLOYMENT: 1.0,
         # Pulumi waits for a Service's endpoints and, for a LoadBalancer, its address.
-        "kubernetes:core/v1:Service": 1.0,
+        tokens.K8S_SERVICE: 1.0,
     }
 )
 # TPU VMs (and their host maintenance set-up) boot slower than CPU ones.
@@ -63,17 +63,15 @@ OTHER_MINUTES = 0.5
 
 
 def typical_minutes(resource_type: str, inputs: Mapping[str, Any]) -> float:
-    if resource_type == "kubernetes:apps/v1:Deployment" and _requests_tpu(inputs):
+    if resource_type == tokens.DEPLOYMENT and _requests_tpu(inputs):
         return TPU_SERVER_COLD_START_MINUTES
-    if resource_type == "gcp:container/nodePool:NodePool" and facts.machine_type_info(
-        str((inputs.get("nodeConfig") or {}).get("machineType", ""))
-    ):
+    if resource_type == tokens.NODE_POOL and facts.machine_type_info(str((inputs.get("nodeConfig") or {}).get("machineType", ""))):
         return TPU_NODE_POOL_MINUTES
     if resource_type in TYPICAL_MINUTES:
         return TYPICAL_MINUTES[resource_type]
-    if resource_type.startswith("pulumi:providers:"):
+    if resource_type.startswith(tokens.PROVIDER_PREFIX):
         return PROVIDER_MINUTES
-    if resource_type.startswith("kubernetes:"):
+    if resource_type.startswith(tokens.KUBERNETES_PREFIX):
         return KUBERNETES_OBJECT_MINUTES
     return OTHER_MINUTES
 

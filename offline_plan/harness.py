@@ -22,6 +22,8 @@ from typing import Any
 import pulumi
 import yaml
 
+import tool_cli
+from components import tokens
 from components.errors import StackFileError, register_secret
 from offline_plan import sdk
 from policy_runner.session import StackResource
@@ -99,19 +101,19 @@ class PlanMocks(sdk.Mocks):
     def new_resource(self, args: sdk.MockResourceArgs) -> tuple[str | None, dict[str, Any]]:
         state = dict(args.inputs)
         token = args.typ
-        if token == "gcp:container/cluster:Cluster":
+        if token == tokens.CLUSTER:
             state.setdefault("endpoint", placeholder("cluster-endpoint"))
             state["masterAuth"] = {**state.get("masterAuth", {}), "clusterCaCertificate": placeholder("cluster-ca-certificate")}
-        elif token == "gcp:serviceaccount/account:Account":
+        elif token == tokens.SERVICE_ACCOUNT:
             email = f"{args.inputs['accountId']}@{args.inputs.get('project', 'project')}.iam.gserviceaccount.com"
             state.update(email=email, member=f"serviceAccount:{email}")
-        elif token == "kubernetes:core/v1:Service":
+        elif token == tokens.K8S_SERVICE:
             state["status"] = {"loadBalancer": {"ingress": [{"ip": placeholder("load-balancer-ip")}]}}
         name = args.inputs.get("name") or (args.inputs.get("metadata") or {}).get("name") or args.name
         return (f"{PLACEHOLDER}-id-{name}" if args.custom else None), state
 
     def call(self, args: sdk.MockCallArgs) -> tuple[dict[str, Any], list[tuple[str, str]] | None]:
-        if args.token == "gcp:organizations/getProject:getProject":
+        if args.token == tokens.GET_PROJECT:
             project = args.args.get("projectId", "project")
             return {"projectId": project, "number": placeholder("project-number"), "name": project}, []
         return {}, []
@@ -123,8 +125,13 @@ class RecordingMonitor(sdk.MockMonitor):
         self.registrations: list[Registration] = []
 
     def make_urn(self, parent: str, type_: str, name: str) -> str:
-        # The engine leaves the stack out of its children's qualified types; the SDK's mock does not.
-        return super().make_urn("" if parent.split("::")[2:3] == ["pulumi:pulumi:Stack"] else parent, type_, name)
+        """The URN as the engine makes it: the parent's whole qualified type chain before the type,
+        the stack left out. The SDK's mock keeps the stack and only the nearest parent's type, which
+        shortens the URN of anything nested twice (a Bucket in a ModelCacheBucket in a ServedModel)."""
+        qualified = parent.split("::")[2] if parent else ""
+        if qualified and qualified != tokens.STACK:
+            type_ = f"{qualified}${type_}"
+        return super().make_urn("", type_, name)
 
     def _alias_urn(self, request: Any, alias: Any) -> str:
         """An alias as the engine resolves it: a URN, or a spec whose unset parts are the resource's own."""
@@ -136,7 +143,7 @@ class RecordingMonitor(sdk.MockMonitor):
 
     def RegisterResource(self, request: Any) -> Any:
         response = super().RegisterResource(request)
-        if request.type != "pulumi:pulumi:Stack":
+        if request.type != tokens.STACK:
             registered = self.resources[response.urn]
             self.registrations.append(
                 Registration(
@@ -303,10 +310,9 @@ def _config_node(path: Path, document: Any, node: yaml.Node | None) -> tuple[dic
 
 
 def stack_file(stack: str, root: Path = ROOT) -> Path:
-    path = root / f"Pulumi.{stack}.yaml"
+    path = tool_cli.stack_file(stack, root)
     if not path.is_file():
-        stacks = sorted(p.name[len("Pulumi.") : -len(".yaml")] for p in root.glob("Pulumi.*.yaml"))
-        raise FileNotFoundError(f"no stack file {path.name}; stacks here: {', '.join(stacks)}")
+        raise FileNotFoundError(f"no stack file {path.name}; stacks here: {', '.join(tool_cli.stack_names(root))}")
     return path
 
 

@@ -12,13 +12,14 @@ from typing import Any
 
 import yaml
 
+from components import tokens
 from components.errors import mask
 from offline_plan.harness import ProgramRun, Registration
 
 # A few inputs per type that say what the resource is; the rest is in plan.json.
 KEY_INPUTS: dict[str, tuple[str, ...]] = {
-    "gcp:container/cluster:Cluster": ("location", "enableAutopilot", "releaseChannel.channel", "minMasterVersion"),
-    "gcp:container/nodePool:NodePool": (
+    tokens.CLUSTER: ("location", "enableAutopilot", "releaseChannel.channel", "minMasterVersion"),
+    tokens.NODE_POOL: (
         "nodeConfig.machineType",
         "placementPolicy.tpuTopology",
         "nodeLocations",
@@ -26,17 +27,17 @@ KEY_INPUTS: dict[str, tuple[str, ...]] = {
         "autoscaling.totalMaxNodeCount",
         "nodeConfig.spot",
     ),
-    "gcp:storage/bucket:Bucket": ("name", "location", "publicAccessPrevention"),
-    "gcp:storage/bucketIAMMember:BucketIAMMember": ("role", "member"),
-    "gcp:projects/iAMMember:IAMMember": ("role",),
-    "gcp:compute/subnetwork:Subnetwork": ("ipCidrRange",),
-    "kubernetes:apps/v1:Deployment": ("spec.template.spec.containers.0.image", "spec.replicas"),
-    "kubernetes:autoscaling/v2:HorizontalPodAutoscaler": (
+    tokens.BUCKET: ("name", "location", "publicAccessPrevention"),
+    tokens.BUCKET_IAM_MEMBER: ("role", "member"),
+    tokens.PROJECT_IAM_MEMBER: ("role",),
+    tokens.SUBNETWORK: ("ipCidrRange",),
+    tokens.DEPLOYMENT: ("spec.template.spec.containers.0.image", "spec.replicas"),
+    tokens.HPA: (
         "spec.metrics.0.pods.metric.name",
         "spec.minReplicas",
         "spec.maxReplicas",
     ),
-    "kubernetes:core/v1:Service": ("spec.type",),
+    tokens.K8S_SERVICE: ("spec.type",),
 }
 
 
@@ -87,7 +88,7 @@ def tree_lines(run: ProgramRun) -> list[str]:
     by_parent: dict[str, list[Registration]] = defaultdict(list)
     for registration in ordered(run):
         by_parent[registration.parent].append(registration)
-    rows: list[tuple[str, str, str]] = [("pulumi:pulumi:Stack", f"{run.project}-{run.stack}", "")]
+    rows: list[tuple[str, str, str]] = [(tokens.STACK, f"{run.project}-{run.stack}", "")]
 
     def visit(parent: str, prefix: str) -> None:
         items = by_parent.get(parent, [])
@@ -110,7 +111,7 @@ def plan_document(run: ProgramRun, policy: dict[str, Any] | None, notes: Iterabl
         {
             "op": "create",
             "urn": stack_urn(run),
-            "newState": {"type": "pulumi:pulumi:Stack", "urn": stack_urn(run), "custom": False, "inputs": {}},
+            "newState": {"type": tokens.STACK, "urn": stack_urn(run), "custom": False, "inputs": {}},
         }
     ]
     for registration in ordered(run):
@@ -152,7 +153,7 @@ def kubernetes_objects(run: ProgramRun) -> list[tuple[Registration, dict[str, An
     return [
         (r, r.inputs)
         for r in ordered(run)
-        if r.custom and r.type.startswith("kubernetes:") and not r.type.startswith("pulumi:providers:") and "kind" in r.inputs
+        if r.custom and r.type.startswith(tokens.KUBERNETES_PREFIX) and not r.type.startswith(tokens.PROVIDER_PREFIX) and "kind" in r.inputs
     ]
 
 

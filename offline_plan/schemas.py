@@ -24,6 +24,7 @@ import kubernetes_validate
 import referencing
 from kubernetes_validate import utils as kv_utils
 
+from components import tokens
 from offline_plan.harness import PLACEHOLDER, SECRET_MARKER, Registration
 
 # kubernetes-validate re-reads and re-parses its 1.4 MB definitions file for every object it
@@ -227,7 +228,7 @@ def validate_all(objs: Iterable[Mapping[str, Any]], k8s_version: str = DEFAULT_K
 def kubernetes_manifests(registrations: Iterable[Registration]) -> list[dict[str, Any]]:
     """The manifests of a program run: the inputs of its Kubernetes objects (custom resources
     whose type is kubernetes:<group>/<version>:<Kind>; providers and components are not objects)."""
-    return [r.inputs for r in registrations if r.custom and r.type.startswith("kubernetes:")]
+    return [r.inputs for r in registrations if r.custom and r.type.startswith(tokens.KUBERNETES_PREFIX)]
 
 
 __all__ = [

@@ -17,10 +17,10 @@ from pulumi_policy import (
     StackValidationPolicy,
 )
 
-from components import facts
+from components import facts, tokens
 from policies.k8s import UNKNOWN, KubeObject, at, listed, plain, pod_templates, same_namespace, stack_objects
 
-BUCKET = "gcp:storage/bucket:Bucket"
+BUCKET = tokens.BUCKET
 # Resource modules whose IAM grants reach every bucket below them.
 ABOVE_BUCKETS = ("projects", "organizations", "folder")
 PUBLIC_PRINCIPALS = ("allUsers", "allAuthenticatedUsers")

@@ -18,7 +18,7 @@ from typing import Any, Final
 from pulumi_policy import PolicyResource, proxy
 from pulumi_policy.proxy import UnknownValueError
 
-from components import facts
+from components import facts, tokens
 from components.coerce import whole_number
 
 
@@ -163,7 +163,7 @@ class KubeObject:
 
 def kube_object(resource_type: str, props: Any, urn: str, dependencies: Iterable[str] = ()) -> KubeObject | None:
     """A Kubernetes object from its type token and properties; the kind comes from the object itself."""
-    if not resource_type.startswith("kubernetes:"):
+    if not resource_type.startswith(tokens.KUBERNETES_PREFIX):
         return None
     body = untemplated(plain(props))
     kind = body.get("kind")

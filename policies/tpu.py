@@ -4,8 +4,9 @@ never run on the slice it selects, is paid for by the hour until someone notices
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
+from types import MappingProxyType
 from typing import Any
 
 from pulumi_policy import (
@@ -19,7 +20,7 @@ from pulumi_policy import (
     StackValidationPolicy,
 )
 
-from components import facts, models, sizing
+from components import facts, models, sizing, tokens
 from components.errors import ConfigError
 from policies.k8s import (
     MULTI_HOST_KINDS,
@@ -36,8 +37,10 @@ from policies.k8s import (
     whole,
 )
 
-CLUSTER = "gcp:container/cluster:Cluster"
-NODE_POOL = "gcp:container/nodePool:NodePool"
+CLUSTER = tokens.CLUSTER
+NODE_POOL = tokens.NODE_POOL
+# Which generation a node's gke-tpu-accelerator label value names.
+ACCELERATOR_TO_GENERATION: Mapping[str, str] = MappingProxyType({g.accelerator: g.name for g in facts.GENERATIONS.values()})
 # How GKE names TPU machine types: a misspelt one is reported, not taken for a CPU machine.
 TPU_MACHINE = re.compile(r"(ct\d+[a-z]*|tpu\d+[a-z]*)-")
 ACC, TOPO, TPU = facts.ACCELERATOR_LABEL, facts.TOPOLOGY_LABEL, facts.TPU_RESOURCE
@@ -98,9 +101,9 @@ def _slices(generation: facts.Generation, topology: str, hosts: Any) -> tuple[fa
 
 
 def _placement(pod: PodTemplate, accelerator: Any, topology: Any, source: str, count: int | None = None) -> Placement | None:
-    if not isinstance(accelerator, str) or not isinstance(topology, str) or accelerator not in facts.ACCELERATOR_TO_GENERATION:
+    if not isinstance(accelerator, str) or not isinstance(topology, str) or accelerator not in ACCELERATOR_TO_GENERATION:
         return None
-    generation = facts.GENERATIONS[facts.ACCELERATOR_TO_GENERATION[accelerator]]
+    generation = facts.GENERATIONS[ACCELERATOR_TO_GENERATION[accelerator]]
     slices = _slices(generation, topology, pod.hosts)
     return Placement(generation, topology, slices, source, count) if slices else None
 
@@ -159,10 +162,10 @@ def _serving(pod: PodTemplate) -> Iterator[tuple[Container, str]]:
 # --- tpu-pod-topology ----------------------------------------------------------------------------
 def _shape_problem(pod: PodTemplate, accelerator: Any, topology: Any, via: str = "") -> str | None:
     """What is wrong with the TPU shape a pod selects (by labels, or through a ComputeClass: `via`), or None."""
-    if accelerator not in facts.ACCELERATOR_TO_GENERATION:
-        known = ", ".join(facts.ACCELERATOR_TO_GENERATION)
+    if accelerator not in ACCELERATOR_TO_GENERATION:
+        known = ", ".join(ACCELERATOR_TO_GENERATION)
         return f"{ACC}={accelerator}{via} is no GKE TPU accelerator; use one of {known}."
-    generation = facts.GENERATIONS[facts.ACCELERATOR_TO_GENERATION[accelerator]]
+    generation = facts.GENERATIONS[ACCELERATOR_TO_GENERATION[accelerator]]
     shapes = generation.slices_of(topology)
     if not shapes:
         return f"{TOPO}={topology}{via} is not a {generation.name} topology; {accelerator} offers {', '.join(generation.topologies)}."

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from components import tokens
 from policy_runner.session import Report
 
 MARKS = {"mandatory": "❌", "advisory": "⚠️"}
@@ -13,7 +14,7 @@ MARKS = {"mandatory": "❌", "advisory": "⚠️"}
 
 def _type_and_name(urn: str, report: Report) -> tuple[str, str]:
     if not urn:
-        return "pulumi:pulumi:Stack", f"{report.project}-{report.stack}"
+        return tokens.STACK, f"{report.project}-{report.stack}"
     _, _, qualified, name = urn.split("::", 3)
     return qualified.rsplit("$", 1)[-1], name
 

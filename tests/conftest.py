@@ -18,6 +18,7 @@ sys.path.insert(0, str(ROOT))
 os.environ["HF_HUB_OFFLINE"] = "1"
 
 
+from components import models, tokens  # noqa: E402
 from offline_plan import sdk  # noqa: E402
 from offline_plan.harness import PlanMocks, ProgramRun, run_program  # noqa: E402
 from policies import pack  # noqa: E402
@@ -33,7 +34,7 @@ class NumberedProjectMocks(PlanMocks):
 
     def call(self, args: Any) -> tuple[dict[str, Any], list[tuple[str, str]] | None]:
         result, failures = super().call(args)
-        if args.token == "gcp:organizations/getProject:getProject":
+        if args.token == tokens.GET_PROJECT:
             result["number"] = PROJECT_NUMBER
         return result, failures
 
@@ -65,6 +66,13 @@ def build_config(overrides: dict[str, Any] | None = None, secrets: dict[str, str
 
 
 RunStack = Callable[..., ProgramRun]
+
+
+@pytest.fixture
+def no_hub_token(monkeypatch: pytest.MonkeyPatch) -> None:
+    """No Hugging Face token from the developer's environment: model lookups behave as in CI."""
+    for name in models.HUB_TOKEN_ENV:
+        monkeypatch.delenv(name, raising=False)
 
 
 @pytest.fixture

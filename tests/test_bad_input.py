@@ -22,6 +22,7 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from components import tokens
 from components.errors import ConfigError, StackFileError, for_user, mask
 from offline_plan import __main__ as plan_cli
 from offline_plan.harness import SECRET_MARKER, PlanMocks, RecordingMonitor, read_stack_config, run_program
@@ -84,6 +85,7 @@ def _refusal(tmp_path: Path, text: str | bytes) -> ConfigError:
     return raised.value
 
 
+@pytest.mark.slow
 def test_the_base_plans() -> None:
     """The base every case edits is valid, so each refusal below is the edit's."""
     config = copy.deepcopy(BASE)
@@ -215,7 +217,7 @@ def test_broad_public_ranges_pass_with_the_acknowledgement(tmp_path: Path) -> No
     config["tpu-serving:models"][0]["allowBroadRanges"] = True
     project, flat, secret_keys, _ = read_stack_config("t", _project(tmp_path, _stack_text(config)))
     run = run_program("t", flat, secret_keys, project=project)
-    [service] = [r for r in run.registrations if r.type == "kubernetes:core/v1:Service" and r.inputs["spec"].get("type") == "LoadBalancer"]
+    [service] = [r for r in run.registrations if r.type == tokens.K8S_SERVICE and r.inputs["spec"].get("type") == "LoadBalancer"]
     assert service.inputs["spec"]["loadBalancerSourceRanges"] == ["8.0.0.0/8"]
     # ... and the whole internet is refused even then.
     config["tpu-serving:models"][0]["sourceRanges"] = ["0.0.0.0/1", "128.0.0.0/1"]
@@ -239,7 +241,7 @@ def test_without_authorized_networks_the_control_plane_answers_only_private_rang
     config = copy.deepcopy(BASE)
     del config["tpu-serving:cluster"]["authorizedNetworks"]
     project, flat, secret_keys, _ = read_stack_config("t", _project(tmp_path, _stack_text(config)))
-    [cluster] = [r for r in run_program("t", flat, secret_keys, project=project).registrations if r.type == "gcp:container/cluster:Cluster"]
+    [cluster] = [r for r in run_program("t", flat, secret_keys, project=project).registrations if r.type == tokens.CLUSTER]
     blocks = cluster.inputs["masterAuthorizedNetworksConfig"]["cidrBlocks"]
     assert {b["cidrBlock"] for b in blocks} == {"10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16"}
 
@@ -258,6 +260,7 @@ SECRETS = st.sampled_from((HF, SK, "hf_" + "a" * 20, "sk-" + "B" * 20))
 FUZZ = settings(derandomize=True, database=None, deadline=None, suppress_health_check=list(HealthCheck), print_blob=False)
 
 
+@pytest.mark.slow
 @settings(FUZZ, max_examples=60)
 @given(st.sampled_from(STRING_PATHS), SECRETS, st.sampled_from(("", "x", "a/", "v0.22.0-")), st.booleans())
 def test_a_token_in_any_field_is_refused_and_never_shown(path: tuple[str | int, ...], secret: str, prefix: str, as_key: bool) -> None:
@@ -289,6 +292,7 @@ FREE_TEXT = {
 }
 
 
+@pytest.mark.slow
 @settings(FUZZ, max_examples=80)
 @given(st.sampled_from(sorted(FREE_TEXT, key=str)), HOSTILE)
 def test_free_text_outside_its_grammar_is_refused(path: tuple[str | int, ...], text: str) -> None:
@@ -314,6 +318,7 @@ def _cli(tmp_path: Path, capfd: pytest.CaptureFixture[str], *args: str) -> tuple
     return code, out, err
 
 
+@pytest.mark.slow
 def test_cli_refuses_a_token_with_exit_2_and_removes_the_stale_build(tmp_path: Path, capfd: pytest.CaptureFixture[str]) -> None:
     _project(tmp_path, _stack_text(_edited((*MODEL, "reservation"), HF)))
     (tmp_path / "__main__.py").write_text((ROOT / "__main__.py").read_text())
@@ -328,6 +333,7 @@ def test_cli_refuses_a_token_with_exit_2_and_removes_the_stale_build(tmp_path: P
     assert not (tmp_path / "build" / "t").exists(), "a failed plan left the previous build/<stack>/"
 
 
+@pytest.mark.slow
 def test_plan_secret_env_supplies_a_missing_token_and_it_is_never_written(
     tmp_path: Path, capfd: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -371,6 +377,7 @@ def _make(*args: str) -> subprocess.CompletedProcess[str]:
     )
 
 
+@pytest.mark.slow
 def test_make_names_make_variables_and_shows_the_programs_exit_code() -> None:
     result = _make("plan", "STACK=no-such-stack")
     assert result.returncode == 2
@@ -378,6 +385,7 @@ def test_make_names_make_variables_and_shows_the_programs_exit_code() -> None:
     assert "Error 2" in result.stderr, "make's last line carries the program's exit code"
 
 
+@pytest.mark.slow
 def test_make_json_output_parses() -> None:
     result = _make("recommend", "MODEL=meta-llama/Llama-3.1-8B", "JSON=1")
     assert result.returncode == 0, result.stderr

@@ -198,6 +198,7 @@ def test_the_table_has_a_row_per_key() -> None:
     assert "queued" not in rows["models[].capacity"][2]
 
 
+@pytest.mark.slow
 def test_markdown_from_the_command_line() -> None:
     result = subprocess.run([sys.executable, "-m", "components.config", "--markdown"], cwd=ROOT, capture_output=True, text=True)
     assert result.returncode == 0, result.stderr

@@ -19,17 +19,26 @@ import yaml
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
-from offline_plan.harness import run_program
+import tool_cli
+from components import tokens
+from helpers import shipped_run
 
 ROOT = Path(__file__).resolve().parent.parent
 WORKFLOWS = sorted((ROOT / ".github" / "workflows").glob("*.yml"))
-STACKS = sorted(p.name[len("Pulumi.") : -len(".yaml")] for p in ROOT.glob("Pulumi.*.yaml"))
+STACKS = tool_cli.stack_names(ROOT)
 POLICY_CONFIGS = ROOT / "policies" / "config"
-OPERATING = ROOT / "README.md"
+# The README and the pages it links (docs/operating.md, docs/delivery.md, ...): the operating doc.
+DOCS = (ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md")))
 EXPRESSION = re.compile(r"\$\{\{(.*?)\}\}", re.S)
 # A full commit SHA: a tag (v5, v5.0.1) can be moved to other code by whoever controls the action.
 PINNED_SHA = re.compile(r"[0-9a-f]{40}")
 USES_LINE = re.compile(r"(-\s+)?uses: [\w.-]+/[\w./-]+@[0-9a-f]{40} # v\d+\.\d+\.\d+")
+
+
+def operating_doc() -> str:
+    """The README and every page under docs/, each one whole (so code blocks never span two files)."""
+    assert (ROOT / "docs" / "delivery.md").is_file() and (ROOT / "docs" / "operating.md").is_file()
+    return "\n".join(path.read_text() for path in DOCS)
 
 
 def load(path: Path) -> dict[str, Any]:
@@ -88,6 +97,7 @@ def test_the_workflows_exist_and_trigger_as_intended(workflows: dict[str, dict[s
     assert e2e["schedule"] and workflows["plan-drift.yml"]["on"]["schedule"]
 
 
+@pytest.mark.slow
 def test_workflows_match_the_github_workflow_schema() -> None:
     # check-jsonschema ships the schema (vendor.github-workflows): no network involved.
     result = subprocess.run(
@@ -242,10 +252,10 @@ def test_every_stack_has_a_policy_config() -> None:
 
 
 def test_settings_the_workflows_read_are_documented() -> None:
-    doc = OPERATING.read_text()
+    doc = operating_doc()
     used = {m.group(1) for path in WORKFLOWS for m in re.finditer(r"\b(?:vars|secrets)\.([A-Z][A-Z0-9_]*)", path.read_text())}
     assert used
-    assert not sorted(name for name in used if name not in doc), "document these in the README's Operating it"
+    assert not sorted(name for name in used if name not in doc), "document these in docs/delivery.md (Delivery set-up)"
 
 
 def code_blocks(markdown: str) -> list[str]:
@@ -265,15 +275,15 @@ def code_blocks(markdown: str) -> list[str]:
 
 
 def test_make_targets_in_the_operating_doc_exist() -> None:
-    called = {target for block in code_blocks(OPERATING.read_text()) for target in make_targets_in(block)}
+    called = {target for block in code_blocks(operating_doc()) for target in make_targets_in(block)}
     assert called
     assert not called - makefile_targets()
 
 
 def test_staging_stack_builds() -> None:
-    run = run_program("staging")
-    clusters = [r for r in run.registrations if r.type == "gcp:container/cluster:Cluster"]
-    pools = [r for r in run.registrations if r.type == "gcp:container/nodePool:NodePool" and r.name != "llm-staging-system"]
+    run = shipped_run("staging")
+    clusters = [r for r in run.registrations if r.type == tokens.CLUSTER]
+    pools = [r for r in run.registrations if r.type == tokens.NODE_POOL and r.name != "llm-staging-system"]
     assert [c.inputs["location"] for c in clusters] == ["europe-west4"]
     assert {p.inputs["nodeLocations"][0] for p in pools} == {"europe-west4-a"}
     assert {p.inputs["nodeConfig"]["machineType"] for p in pools} == {"ct6e-standard-8t", "ct6e-standard-1t"}
@@ -530,7 +540,7 @@ def test_every_lock_satisfies_its_requirements_file() -> None:
 
 # What the program and the pack need to run (`pulumi up` with --policy-pack), and nothing more:
 # the tools' packages live in requirements-tools.txt, the checks' in requirements-dev.txt.
-PROGRAM_REQUIREMENTS = {"pulumi", "pulumi-gcp", "pulumi-kubernetes", "pulumi-policy", "pyyaml", "pydantic", "httpx"}
+PROGRAM_REQUIREMENTS = {"pulumi", "pulumi-gcp", "pulumi-kubernetes", "pulumi-policy", "pyyaml", "pydantic"}
 PINNED_SDKS = {"pulumi": "3.272.0", "pulumi-gcp": "10.2.0", "pulumi-kubernetes": "4.34.2", "pulumi-policy": "1.21.0"}
 
 
@@ -540,9 +550,9 @@ def test_the_program_requirements_are_the_program_and_pack_alone_with_the_sdks_p
     assert {name: str(program[name].specifier) for name in PINNED_SDKS} == {name: f"=={v}" for name, v in PINNED_SDKS.items()}
     assert {canonicalize_name(r.name) for r in direct_requirements(ROOT / "policies" / "requirements.txt")} == PROGRAM_REQUIREMENTS
     tools = {canonicalize_name(r.name) for r in direct_requirements(ROOT / "requirements-tools.txt")} - PROGRAM_REQUIREMENTS
-    assert {"grpcio", "rich", "matplotlib", "prometheus-client", "ruamel-yaml", "jsonschema", "kubernetes-validate"} <= tools
+    assert {"grpcio", "rich", "matplotlib", "prometheus-client", "ruamel-yaml", "jsonschema", "kubernetes-validate", "httpx"} <= tools
     runtime = pins(ROOT / "requirements.lock")
-    assert not {"rich", "matplotlib", "prometheus-client", "ruamel-yaml", "jsonschema", "kubernetes-validate"} & runtime.keys()
+    assert not {"rich", "matplotlib", "prometheus-client", "ruamel-yaml", "jsonschema", "kubernetes-validate", "httpx"} & runtime.keys()
 
 
 def dry_run(*args: str) -> str:
@@ -643,14 +653,11 @@ def test_codeowners_cover_the_workflows_stack_files_and_policy_configs() -> None
 def test_readme_trusts_the_repository_by_id_and_narrows_the_deployer() -> None:
     """The WIF condition names ids (a repository name can be registered again); projectIamAdmin can
     grant exactly the roles the program grants; no account gets a basic role."""
-    blocks = "\n".join(code_blocks(OPERATING.read_text()))
+    blocks = "\n".join(code_blocks(operating_doc()))
     assert "assertion.repository_id == 'REPO_ID' && assertion.repository_owner_id == 'OWNER_ID'" in blocks
     assert "assertion.repository ==" not in blocks and ":pull_request" not in blocks
     granted = {
-        r.inputs["role"]
-        for stack in ("dev", "prod")
-        for r in run_program(stack).registrations
-        if r.type == "gcp:projects/iAMMember:IAMMember"
+        r.inputs["role"] for stack in ("dev", "prod") for r in shipped_run(stack).registrations if r.type == tokens.PROJECT_IAM_MEMBER
     }
     assert granted
     match = re.search(

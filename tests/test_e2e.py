@@ -16,10 +16,13 @@ from typing import Any
 
 import pytest
 
+import tool_cli
+from components import tokens
 from e2e import cli
 from e2e import compare_preview as cp
+from helpers import shipped_run
 from offline_plan import render
-from offline_plan.harness import PLACEHOLDER, SECRET_MARKER, run_program
+from offline_plan.harness import PLACEHOLDER, SECRET_MARKER
 
 ROOT = Path(__file__).resolve().parent.parent
 FAKE_VLLM = ROOT / "tests" / "fake_vllm.py"
@@ -177,6 +180,7 @@ def assert_no_secret(output: str) -> None:
         assert secret not in output
 
 
+@pytest.mark.slow
 def test_every_step_in_order_and_all_pass(fakes: Path, capfd: pytest.CaptureFixture[str]) -> None:
     code, output, rows = e2e(capfd)
     assert code == 0, output
@@ -204,6 +208,7 @@ def test_every_step_in_order_and_all_pass(fakes: Path, capfd: pytest.CaptureFixt
     assert_no_secret(output)
 
 
+@pytest.mark.slow
 def test_refuses_without_pulumi_on_path(tmp_path: Path) -> None:
     """As a user sees it: one line naming the tool and how to get it, exit 2."""
     result = subprocess.run(
@@ -245,6 +250,7 @@ def test_refuses_without_each_tool_or_credential_before_creating_anything(
     assert_no_secret(err)
 
 
+@pytest.mark.slow
 def test_credentials_file_instead_of_gcloud_login(fakes: Path, capfd: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("E2E_FAKE_FAIL", "adc")
     monkeypatch.setenv("GOOGLE_APPLICATION_CREDENTIALS", str(fakes / "missing.json"))
@@ -264,7 +270,7 @@ def test_refuses_to_destroy_a_protected_stack(fakes: Path, capfd: pytest.Capture
 
 def test_unknown_stack_is_bad_input(fakes: Path, capfd: pytest.CaptureFixture[str]) -> None:
     assert cli.main(["--stack", "nope"]) == 2
-    stacks = ", ".join(sorted(p.name[len("Pulumi.") : -len(".yaml")] for p in ROOT.glob("Pulumi.*.yaml")))
+    stacks = ", ".join(tool_cli.stack_names(ROOT))
     assert f"no stack file Pulumi.nope.yaml (stacks: {stacks})" in capfd.readouterr().err
     assert calls(fakes) == []
 
@@ -277,6 +283,7 @@ def test_destroy_runs_when_up_fails(fakes: Path, capfd: pytest.CaptureFixture[st
     assert labelled(fakes) == ["up", "outputs", "empty-bucket", "destroy"]
 
 
+@pytest.mark.slow
 def test_destroy_runs_when_the_hpa_never_reads_its_metric(
     fakes: Path, capfd: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -288,6 +295,7 @@ def test_destroy_runs_when_the_hpa_never_reads_its_metric(
     assert labelled(fakes)[-1] == "destroy"
 
 
+@pytest.mark.slow
 def test_a_model_without_an_hpa_is_skipped_not_failed(
     fakes: Path, capfd: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -297,6 +305,7 @@ def test_a_model_without_an_hpa_is_skipped_not_failed(
     assert rows["hpa llama-8b"] == "SKIP"
 
 
+@pytest.mark.slow
 def test_drift_on_the_second_preview_fails_the_run(fakes: Path, capfd: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("E2E_FAKE_FAIL", "preview")
     code, output, rows = e2e(capfd)
@@ -305,6 +314,7 @@ def test_drift_on_the_second_preview_fails_the_run(fakes: Path, capfd: pytest.Ca
     assert "a second run would change the stack" in output
 
 
+@pytest.mark.slow
 def test_keep_skips_destroy(fakes: Path, capfd: pytest.CaptureFixture[str]) -> None:
     code, _, rows = e2e(capfd, "--keep")
     assert code == 0
@@ -312,6 +322,7 @@ def test_keep_skips_destroy(fakes: Path, capfd: pytest.CaptureFixture[str]) -> N
     assert not [c for c in calls(fakes) if c[:2] == ["pulumi", "destroy"] or (c[0] == "gcloud" and "rm" in c)]
 
 
+@pytest.mark.slow
 def test_a_server_that_never_answers_fails_its_wait(
     fakes: Path, capfd: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -326,6 +337,7 @@ def test_a_server_that_never_answers_fails_its_wait(
     assert sum("port-forward" in c for c in calls(fakes)) > 2, "the forward is restarted while waiting"
 
 
+@pytest.mark.slow
 def test_an_external_model_gets_the_api_key_without_printing_it(fakes: Path, capfd: pytest.CaptureFixture[str]) -> None:
     outputs = copy.deepcopy(OUTPUTS)
     outputs["llama-8b"]["curl"] += ' -H "Authorization: Bearer $VLLM_API_KEY"'
@@ -350,7 +362,7 @@ def test_hpa_problems() -> None:
 
 @pytest.fixture(scope="module")
 def plan() -> dict[str, Any]:
-    return render.plan_document(run_program("dev"), None, [])
+    return render.plan_document(shipped_run("dev"), None, [])
 
 
 def as_preview(plan: dict[str, Any]) -> dict[str, Any]:
@@ -370,10 +382,10 @@ def as_preview(plan: dict[str, Any]) -> dict[str, Any]:
         return value
 
     preview = {"steps": [{**step, "op": "same", "newState": convert(step["newState"])} for step in plan["steps"]]}
-    bucket = next(s for s in preview["steps"] if s["newState"]["type"] == "gcp:storage/bucket:Bucket")
+    bucket = next(s for s in preview["steps"] if s["newState"]["type"] == tokens.BUCKET)
     bucket["newState"]["inputs"] |= {"__defaults": ["softDeletePolicy"], "softDeletePolicy": {"retentionDurationSeconds": 604800}}
     provider = "urn:pulumi:dev::tpu-serving::pulumi:providers:gcp::default_10_2_0"
-    preview["steps"].append({"op": "same", "urn": provider, "newState": {"type": "pulumi:providers:gcp", "inputs": {"version": "10.2.0"}}})
+    preview["steps"].append({"op": "same", "urn": provider, "newState": {"type": tokens.GCP_PROVIDER, "inputs": {"version": "10.2.0"}}})
     return preview
 
 
@@ -395,7 +407,7 @@ def test_the_plan_matches_a_preview_of_the_same_program(plan: dict[str, Any], tm
 def test_an_extra_resource_is_named(plan: dict[str, Any], tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     preview = as_preview(plan)
     urn = "urn:pulumi:dev::tpu-serving::kubernetes:core/v1:ConfigMap::stray"
-    preview["steps"].append({"op": "create", "urn": urn, "newState": {"type": "kubernetes:core/v1:ConfigMap", "inputs": {}}})
+    preview["steps"].append({"op": "create", "urn": urn, "newState": {"type": tokens.CONFIG_MAP, "inputs": {}}})
     assert compare(capsys, tmp_path, plan, preview) == (1, f"only in the preview: {urn}\n")
 
 
@@ -411,7 +423,7 @@ def test_a_missing_resource_is_named_and_deletes_do_not_count(
 
 def test_a_changed_input_is_named_with_its_path(plan: dict[str, Any], tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     preview = as_preview(plan)
-    step = next(s for s in preview["steps"] if s["newState"]["type"] == "kubernetes:apps/v1:Deployment")
+    step = next(s for s in preview["steps"] if s["newState"]["type"] == tokens.DEPLOYMENT)
     container = step["newState"]["inputs"]["spec"]["template"]["spec"]["containers"][0]
     container["image"] = "vllm/vllm-tpu:latest"
     code, out = compare(capsys, tmp_path, plan, preview)
@@ -424,7 +436,7 @@ def test_an_input_only_the_preview_has_is_a_difference_unless_a_provider_default
     plan: dict[str, Any], tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     preview = as_preview(plan)
-    step = next(s for s in preview["steps"] if s["newState"]["type"] == "gcp:storage/bucket:Bucket")
+    step = next(s for s in preview["steps"] if s["newState"]["type"] == tokens.BUCKET)
     step["newState"]["inputs"]["__defaults"] = []
     code, out = compare(capsys, tmp_path, plan, preview)
     assert code == 1

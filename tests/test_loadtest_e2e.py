@@ -22,6 +22,10 @@ from loadtest.cli import main
 from loadtest.knee import HPA_METRIC
 from loadtest.runner import FAIL_FAST_REQUESTS
 
+# The CLI end to end against a fake vLLM server over real sockets: the slow tier (make test-full);
+# tests/test_loadtest_units.py keeps loadtest in the fast tier.
+pytestmark = pytest.mark.slow
+
 REPO = Path(__file__).resolve().parents[1]
 SECRET = "sk-test-7f3a9c-never-print-me"
 # Not a divisor of the double's service times, so samples do not hit one phase of the cycle.

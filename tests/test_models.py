@@ -16,10 +16,8 @@ FIXTURES = Path(__file__).parent / "fixtures" / "model_configs"
 KEY = "models[0].architecture"
 
 
-@pytest.fixture(autouse=True)
-def _no_hub(monkeypatch: pytest.MonkeyPatch) -> None:
-    for name in models.HUB_TOKEN_ENV:
-        monkeypatch.delenv(name, raising=False)
+# No Hugging Face token from the environment reaches these tests (conftest.no_hub_token).
+pytestmark = pytest.mark.usefixtures("no_hub_token")
 
 
 def fixture_arch(name: str, hf_id: str = "test/model") -> models.ModelArch:

@@ -13,6 +13,12 @@ from typing import Any
 import pytest
 import yaml
 
+from components import tokens
+
+# Every test runs `python -m offline_plan` in a subprocess: the slow tier (make test-full); the plan's
+# pieces are in the fast tier (test_plan_schemas, test_plan_graph, test_specs, test_e2e's plan checks).
+pytestmark = pytest.mark.slow
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -37,7 +43,7 @@ def prod_plan(tmp_path_factory: pytest.TempPathFactory) -> tuple[subprocess.Comp
 def test_prod_plan_passes_and_prints_the_tree(prod_plan: tuple[subprocess.CompletedProcess[str], Path]) -> None:
     result, _ = prod_plan
     assert result.returncode == 0, result.stderr + result.stdout
-    assert "gcp:container/nodePool:NodePool" in result.stdout
+    assert tokens.NODE_POOL in result.stdout
     assert "machineType=ct6e-standard-8t" in result.stdout
     assert "to create" in result.stdout
     assert "Policies:" in result.stdout
@@ -46,18 +52,18 @@ def test_prod_plan_passes_and_prints_the_tree(prod_plan: tuple[subprocess.Comple
 def test_plan_json_is_shaped_like_preview_json(prod_plan: tuple[subprocess.CompletedProcess[str], Path]) -> None:
     document = json.loads((prod_plan[1] / "plan.json").read_text())
     steps = document["steps"]
-    assert steps[0]["newState"]["type"] == "pulumi:pulumi:Stack"
+    assert steps[0]["newState"]["type"] == tokens.STACK
     assert {s["op"] for s in steps} == {"create"}
     assert document["changeSummary"] == {"create": len(steps)}
     by_type: dict[str, list[dict[str, Any]]] = {}
     for step in steps:
         assert set(step["newState"]) >= {"type", "urn", "inputs"}
         by_type.setdefault(step["newState"]["type"], []).append(step)
-    deployment = next(s for s in by_type["kubernetes:apps/v1:Deployment"] if "VllmServer" in s["urn"] and "llama-70b" in s["urn"])
-    hpa = next(s for s in by_type["kubernetes:autoscaling/v2:HorizontalPodAutoscaler"] if s["urn"].endswith("llama-70b"))
+    deployment = next(s for s in by_type[tokens.DEPLOYMENT] if "VllmServer" in s["urn"] and "llama-70b" in s["urn"])
+    hpa = next(s for s in by_type[tokens.HPA] if s["urn"].endswith("llama-70b"))
     assert deployment["urn"] in hpa["newState"]["dependencies"]
-    assert all(s["provider"].startswith("urn:pulumi:prod::tpu-serving::") for s in by_type["kubernetes:apps/v1:Deployment"])
-    assert by_type["gcp:storage/bucket:Bucket"][0]["newState"]["protect"] is True
+    assert all(s["provider"].startswith("urn:pulumi:prod::tpu-serving::") for s in by_type[tokens.DEPLOYMENT])
+    assert by_type[tokens.BUCKET][0]["newState"]["protect"] is True
     assert document["policyResults"]["violations"] == []
 
 

@@ -10,12 +10,14 @@ from typing import Any
 
 import pytest
 
+from components import tokens
+from helpers import shipped_run
 from offline_plan import graph
-from offline_plan.harness import ProgramRun, Registration, run_program
+from offline_plan.harness import ProgramRun, Registration
 
 STACK = "urn:pulumi:test::tpu-serving::pulumi:pulumi:Stack::tpu-serving-test"
-CLUSTER = "gcp:container/cluster:Cluster"
-BUCKET = "gcp:storage/bucket:Bucket"
+CLUSTER = tokens.CLUSTER
+BUCKET = tokens.BUCKET
 
 
 def urn(type_: str, name: str, *parents: str) -> str:
@@ -53,14 +55,14 @@ def reg(
 def small_stack(bucket_deps: tuple[str, ...] = ()) -> list[Registration]:
     """A Cluster component (network, cluster, provider, nested node pool component), a bucket
     component, and a TPU Deployment that waits for the node pool component."""
-    comp = "tpu-serving:index:Cluster"
+    comp = tokens.CLUSTER_COMPONENT
     component = reg(comp, "c", custom=False)
-    network = reg("gcp:compute/network:Network", "c", parents=(comp,), parent=component.urn)
+    network = reg(tokens.NETWORK, "c", parents=(comp,), parent=component.urn)
     cluster = reg(CLUSTER, "c", parents=(comp,), parent=component.urn, prop_deps={"network": [network.urn]})
-    provider = reg("pulumi:providers:kubernetes", "c-k8s", parents=(comp,), parent=component.urn, deps=(cluster.urn,))
+    provider = reg(tokens.KUBERNETES_PROVIDER, "c-k8s", parents=(comp,), parent=component.urn, deps=(cluster.urn,))
     pools = reg("tpu-serving:index:Pools", "p", parents=(comp,), parent=component.urn, custom=False)
     pool = reg(
-        "gcp:container/nodePool:NodePool",
+        tokens.NODE_POOL,
         "p",
         parents=(comp, "tpu-serving:index:Pools"),
         parent=pools.urn,
@@ -69,12 +71,10 @@ def small_stack(bucket_deps: tuple[str, ...] = ()) -> list[Registration]:
     )
     cache = reg("tpu-serving:index:Cache", "m", custom=False)
     bucket = reg(BUCKET, "m", parents=("tpu-serving:index:Cache",), parent=cache.urn, deps=bucket_deps)
-    grant = reg(
-        "gcp:storage/bucketIAMMember:BucketIAMMember", "m", parents=("tpu-serving:index:Cache",), parent=cache.urn, deps=(bucket.urn,)
-    )
+    grant = reg(tokens.BUCKET_IAM_MEMBER, "m", parents=("tpu-serving:index:Cache",), parent=cache.urn, deps=(bucket.urn,))
     tpu = {"spec": {"template": {"spec": {"containers": [{"resources": {"limits": {"google.com/tpu": "4"}}}]}}}}
     server = reg(
-        "kubernetes:apps/v1:Deployment",
+        tokens.DEPLOYMENT,
         "m",
         deps=(pools.urn, bucket.urn),
         provider=f"{provider.urn}::PLACEHOLDER-id",
@@ -97,13 +97,13 @@ def test_edges_come_from_dependencies_providers_and_components_not_parents() -> 
     assert sorted(labels[u] for u in deployment) == ["Bucket m", "NodePool p", "provider kubernetes c-k8s"]
     assert g.depends_on[names["Cluster c"]] == (names["Network c"],)
     assert g.depends_on[names["Network c"]] == ()
-    assert g.group(names["NodePool p"]) == urn("tpu-serving:index:Cluster", "c")
+    assert g.group(names["NodePool p"]) == urn(tokens.CLUSTER_COMPONENT, "c")
     assert g.group(names["Deployment m"]) == ""
     assert (g.stack, g.project) == ("test", "tpu-serving")
 
 
 def test_a_dependency_on_a_component_means_all_of_its_descendants() -> None:
-    g = graph.build_graph(small_stack(bucket_deps=(urn("tpu-serving:index:Cluster", "c"),)))
+    g = graph.build_graph(small_stack(bucket_deps=(urn(tokens.CLUSTER_COMPONENT, "c"),)))
     names = by_name(g)
     expected = {names[k] for k in ("Network c", "Cluster c", "provider kubernetes c-k8s", "NodePool p")}
     assert set(g.depends_on[names["Bucket m"]]) == expected
@@ -128,7 +128,7 @@ def test_a_cycle_is_reported_with_its_members() -> None:
 
 def test_needless_waits_find_what_waits_for_the_cluster_without_needing_it() -> None:
     assert graph.needless_waits(graph.build_graph(small_stack())) == []
-    g = graph.build_graph(small_stack(bucket_deps=(urn("tpu-serving:index:Cluster", "c"),)))
+    g = graph.build_graph(small_stack(bucket_deps=(urn(tokens.CLUSTER_COMPONENT, "c"),)))
     names = by_name(g)
     waits = graph.needless_waits(g)
     assert [w.label for w in waits] == ["Bucket m", "BucketIAMMember m"]
@@ -144,7 +144,7 @@ def test_needless_waits_find_what_waits_for_the_cluster_without_needing_it() -> 
 
 @pytest.fixture(scope="module")
 def prod() -> ProgramRun:
-    return run_program("prod")
+    return shipped_run("prod")
 
 
 def test_prod_critical_path_runs_through_the_70b_slice(prod: ProgramRun) -> None:
@@ -172,7 +172,7 @@ def test_prod_buckets_do_not_wait_for_the_cluster(prod: ProgramRun) -> None:
     for resource in buckets:
         assert not clusters & g.upstream(resource.urn), resource.label
     # Their grants name the cluster's Workload Identity pool: waiting for it is needed, not needless.
-    grants = [r for r in g.custom() if r.type == "gcp:storage/bucketIAMMember:BucketIAMMember"]
+    grants = [r for r in g.custom() if r.type == tokens.BUCKET_IAM_MEMBER]
     assert grants and all(r.cluster_bound and clusters & g.upstream(r.urn) for r in grants)
 
 

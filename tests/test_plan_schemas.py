@@ -8,8 +8,9 @@ from typing import Any
 
 import pytest
 
+from helpers import shipped_run
 from offline_plan import schemas
-from offline_plan.harness import PLACEHOLDER, SECRET_MARKER, run_program
+from offline_plan.harness import PLACEHOLDER, SECRET_MARKER
 
 DEPLOYMENT: dict[str, Any] = {
     "apiVersion": "apps/v1",
@@ -126,7 +127,7 @@ def test_api_service_is_a_builtin_kind() -> None:
 
 
 def test_the_real_prod_plan_manifests_validate() -> None:
-    manifests = schemas.kubernetes_manifests(run_program("prod").registrations)
+    manifests = schemas.kubernetes_manifests(shipped_run("prod").registrations)
     assert {m["kind"] for m in manifests} >= {"Deployment", "Secret", "PodMonitoring", "APIService", "HorizontalPodAutoscaler"}
     problems = schemas.validate_all(manifests, schemas.k8s_version_of("1.33.5-gke.1080000"))
     assert problems == [], "\n".join(p.describe() for p in problems)

@@ -17,7 +17,7 @@ import pytest
 import yaml
 from pulumi_policy import PolicyCustomTimeouts, PolicyResourceOptions, ResourceValidationArgs
 
-from components import facts
+from components import facts, tokens
 from conftest import in_process_policy_session
 from offline_plan.sdk import UNKNOWN, unknown_checking_proxy
 from policies import pack, tpu
@@ -29,14 +29,14 @@ DEV = ROOT / "policies" / "config" / "dev.json"
 SEED = sorted((ROOT / "tests" / "fixtures" / "seed").glob("*.yaml"))
 STACK = ROOT / "tests" / "fixtures" / "policy" / "standard-stack.yaml"
 
-CLUSTER = "gcp:container/cluster:Cluster"
-POOL = "gcp:container/nodePool:NodePool"
-BUCKET = "gcp:storage/bucket:Bucket"
-BUCKET_GRANT = "gcp:storage/bucketIAMMember:BucketIAMMember"
-PROJECT_GRANT = "gcp:projects/iAMMember:IAMMember"
-DEPLOYMENT = "kubernetes:apps/v1:Deployment"
-SERVICE = "kubernetes:core/v1:Service"
-HPA = "kubernetes:autoscaling/v2:HorizontalPodAutoscaler"
+CLUSTER = tokens.CLUSTER
+POOL = tokens.NODE_POOL
+BUCKET = tokens.BUCKET
+BUCKET_GRANT = tokens.BUCKET_IAM_MEMBER
+PROJECT_GRANT = tokens.PROJECT_IAM_MEMBER
+DEPLOYMENT = tokens.DEPLOYMENT
+SERVICE = tokens.K8S_SERVICE
+HPA = tokens.HPA
 ACC, TOPO, TPU = facts.ACCELERATOR_LABEL, facts.TOPOLOGY_LABEL, facts.TPU_RESOURCE
 HF_LITERAL = "hf_" + "x" * 34
 V6E = facts.GENERATIONS["v6e"]

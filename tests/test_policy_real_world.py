@@ -9,8 +9,6 @@ files, kustomizations, directories) and the shipped configs' enforcement levels.
 from __future__ import annotations
 
 import re
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +18,7 @@ from pulumi_policy import EnforcementLevel
 
 from components import facts
 from conftest import in_process_policy_session
+from helpers import run_policy_check
 from policies import pack
 from policies.k8s import POD_KINDS
 from policy_runner import ManifestError, PolicyPackSession, Report, load_manifests, reconcile
@@ -29,7 +28,6 @@ ROOT = Path(__file__).resolve().parent.parent
 FIXTURES = ROOT / "tests" / "fixtures" / "policy" / "real-world"
 CONFIGS = ROOT / "policies" / "config"
 PROD = CONFIGS / "prod.json"
-CLI_TIMEOUT = 60
 
 
 @pytest.fixture(scope="module")
@@ -169,31 +167,22 @@ def test_objects_no_policy_reads_are_counted() -> None:
     assert seen.notes == ["2 objects not checked (kinds ConfigMap, PodMonitoring): no policy reads them"]
 
 
-def run_cli(*args: str | Path, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "policy_runner", "check", *map(str, args)],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=CLI_TIMEOUT,
-        input=stdin,
-    )
-
-
+@pytest.mark.slow
 def test_make_check_refuses_a_file_with_nothing_it_reads() -> None:
-    result = run_cli(FIXTURES / "not-checked.yaml")
+    result = run_policy_check(FIXTURES / "not-checked.yaml")
     assert result.returncode == 2 and result.stdout == ""
     assert "nothing to check: 2 objects not checked (kinds ConfigMap, PodMonitoring)" in result.stderr
 
 
+@pytest.mark.slow
 def test_make_check_reads_a_directory_and_stdin(tmp_path: Path) -> None:
     for name in ("not-checked.yaml", "tpu7x-fail.yaml", "leader-pass.yaml"):
         (tmp_path / name.replace(".yaml", ".yml" if name.startswith("leader") else ".yaml")).write_text((FIXTURES / name).read_text())
     (tmp_path / "notes.txt").write_text("not YAML, not read")
-    result = run_cli(tmp_path, "--config", PROD)
+    result = run_policy_check(tmp_path, "--config", PROD)
     assert result.returncode == 1, result.stderr
     assert "2 of 4 objects checked, from 3 files" in result.stdout and "~ 2 objects not checked" in result.stdout
-    piped = run_cli("-", stdin=(FIXTURES / "tpu7x-pass.yaml").read_text())
+    piped = run_policy_check("-", stdin=(FIXTURES / "tpu7x-pass.yaml").read_text())
     assert piped.returncode == 0 and "✅ gke-tpu-vllm" in piped.stdout, piped.stderr
 
 
@@ -237,10 +226,10 @@ def test_no_shipped_config_raises_an_advisory_by_design_policy(session: PolicyPa
     assert all(order.index(resolved[n].enforcement_level) <= order.index(own[n]) for n in own), config.name
 
 
-def test_the_readme_lists_the_kinds_each_policy_reads() -> None:
-    readme = (ROOT / "README.md").read_text()
-    section = readme[readme.index("## Policy pack") :]
-    section = section[: section.index("\n## ", 3)]
+def test_the_policy_doc_lists_the_kinds_each_policy_reads() -> None:
+    section = (ROOT / "docs" / "policy-pack.md").read_text()
+    assert section.startswith("# Policy pack")
+    assert set(pack.READS) == {p.name for p in pack.POLICIES}, "policies/pack.py READS names every policy, and only those"
     for policy in pack.READS:
         row = next((line for line in section.splitlines() if line.startswith(f"| `{policy}`")), None)
         assert row is not None, policy

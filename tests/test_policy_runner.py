@@ -14,6 +14,9 @@ from pathlib import Path
 import pytest
 import yaml
 
+import tool_cli
+from components import tokens
+from helpers import CLI_TIMEOUT, run_policy_check
 from policies import pack
 from policy_runner import (
     PackInfo,
@@ -33,7 +36,6 @@ ROOT = Path(__file__).resolve().parent.parent
 CONFIGS = ROOT / "policies" / "config"
 SEED = sorted((ROOT / "tests" / "fixtures" / "seed").glob("*.yaml"))
 STACK = ROOT / "tests" / "fixtures" / "policy" / "standard-stack.yaml"
-CLI_TIMEOUT = 60
 
 
 @pytest.fixture(scope="module")
@@ -46,12 +48,14 @@ def levels(report: Report) -> dict[str, str]:
     return {v.policy_name: v.enforcement_level for v in report.violations}
 
 
+@pytest.mark.slow
 def test_the_pack_describes_itself_over_grpc(session: PolicyPackSession) -> None:
     assert session.pack == PackInfo(pack.NAME, yaml.safe_load((ROOT / "policies" / "PulumiPolicy.yaml").read_text())["version"])
     assert [p.name for p in session.policies] == [p.name for p in pack.POLICIES]
     assert all(p.description for p in session.policies)
 
 
+@pytest.mark.slow
 def test_analyze_and_analyze_stack_follow_the_policy_config(session: PolicyPackSession) -> None:
     seed = load_manifests(SEED)
     session.configure(CONFIGS / "prod.json")
@@ -75,6 +79,7 @@ def test_analyze_and_analyze_stack_follow_the_policy_config(session: PolicyPackS
     assert session.analyze(seed).violations == ()
 
 
+@pytest.mark.slow
 def test_policy_properties_reach_the_pack(session: PolicyPackSession) -> None:
     stack = [StackResource.from_mapping(raw) for raw in yaml.safe_load(STACK.read_text())]
     session.configure({"all": "mandatory", "vllm-minimum-version": {"minimumVersion": "0.30.0"}})
@@ -82,6 +87,7 @@ def test_policy_properties_reach_the_pack(session: PolicyPackSession) -> None:
     assert violation.policy_name == "vllm-minimum-version" and "older than the minimum 0.30.0" in violation.detail
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("config", "problem"),
     [
@@ -96,9 +102,10 @@ def test_a_config_the_cli_would_refuse_is_refused(session: PolicyPackSession, co
         session.configure(config)
 
 
-SHIPPED = sorted(p.name.removeprefix("Pulumi.").removesuffix(".yaml") for p in ROOT.glob("Pulumi.*.yaml"))
+SHIPPED = tool_cli.stack_names(ROOT)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("stack", SHIPPED)
 def test_the_shipped_stacks_pass_cleanly(session: PolicyPackSession, stack: str) -> None:
     from offline_plan.harness import run_program
@@ -107,7 +114,7 @@ def test_the_shipped_stacks_pass_cleanly(session: PolicyPackSession, stack: str)
     session.configure(CONFIGS / f"{stack}.json")  # an environment is its stack file plus this config
     assert session.analyze(resources).violations == ()
     # Not vacuous: the stack's vLLM pods were read, and the stack-level link that makes scale-out safe is what passes it.
-    assert any("google.com/tpu" in str(r.properties) for r in resources if r.type == "kubernetes:apps/v1:Deployment")
+    assert any("google.com/tpu" in str(r.properties) for r in resources if r.type == tokens.DEPLOYMENT)
     autoscaled = any("HorizontalPodAutoscaler" in r.type for r in resources)
     unlinked = [
         StackResource(r.urn, r.type, r.name, r.properties, r.parent) if "HorizontalPodAutoscaler" in r.type else r for r in resources
@@ -115,14 +122,9 @@ def test_the_shipped_stacks_pass_cleanly(session: PolicyPackSession, stack: str)
     assert {v.policy_name for v in session.analyze(unlinked).violations} == ({"compile-cache-scale-out"} if autoscaled else set())
 
 
-def run_cli(*args: str | Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "policy_runner", "check", *map(str, args)], cwd=ROOT, capture_output=True, text=True, timeout=CLI_TIMEOUT
-    )
-
-
+@pytest.mark.slow
 def test_make_check_on_the_seed_fails_and_names_object_policy_and_fix() -> None:
-    result = run_cli(*SEED, "--config", CONFIGS / "prod.json")
+    result = run_policy_check(*SEED, "--config", CONFIGS / "prod.json")
     assert result.returncode == 1, result.stderr
     out = result.stdout
     assert "Policies:\n    ❌ gke-tpu-vllm@v0.1.0 (local: policies)" in out
@@ -133,17 +135,19 @@ def test_make_check_on_the_seed_fails_and_names_object_policy_and_fix() -> None:
     assert out.rstrip().endswith("3 of 4 objects checked, from 3 files: 3 mandatory, 1 advisory violations")
 
 
+@pytest.mark.slow
 def test_make_check_passes_clean_manifests(tmp_path: Path) -> None:
     objects = [
         r["properties"] for r in yaml.safe_load(STACK.read_text()) if r["type"].startswith("kubernetes:") and "Autoscaler" not in r["type"]
     ]
     manifest = tmp_path / "server.yaml"
     manifest.write_text("---\n" + yaml.safe_dump_all(objects) + "---\n")
-    result = run_cli(manifest)
+    result = run_policy_check(manifest)
     assert result.returncode == 0, result.stdout + result.stderr
     assert "✅ gke-tpu-vllm@v0.1.0" in result.stdout
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("content", "problem"),
     [
@@ -154,18 +158,20 @@ def test_make_check_passes_clean_manifests(tmp_path: Path) -> None:
 def test_make_check_rejects_what_is_not_kubernetes_yaml(tmp_path: Path, content: str, problem: str) -> None:
     bad = tmp_path / "bad.yaml"
     bad.write_text(content)
-    result = run_cli(bad)
+    result = run_policy_check(bad)
     assert result.returncode == 2
     assert result.stdout == "" and result.stderr.count("\n") == 1 and problem in result.stderr
 
 
+@pytest.mark.slow
 def test_make_check_rejects_a_bad_config(tmp_path: Path) -> None:
     config = tmp_path / "config.json"
     config.write_text('{"all": "strict"}')
-    result = run_cli(*SEED, "--config", config)
+    result = run_policy_check(*SEED, "--config", config)
     assert result.returncode == 2 and "'strict' is not one of" in result.stderr
 
 
+@pytest.mark.slow
 def test_importing_the_policy_modules_starts_no_server() -> None:
     modules = "policies, policies.pack, policies.k8s, policies.tpu, policies.workload, policies.identity, policy_runner"
     result = subprocess.run(
@@ -191,6 +197,7 @@ def gone(pid_file: Path) -> bool:
     return False
 
 
+@pytest.mark.slow
 def test_the_pack_process_is_stopped_after_a_session(tmp_path: Path) -> None:
     directory = fake_pack(
         tmp_path / "pack",
@@ -205,6 +212,7 @@ def test_the_pack_process_is_stopped_after_a_session(tmp_path: Path) -> None:
     assert gone(directory / "pid")
 
 
+@pytest.mark.slow
 def test_a_pack_that_dies_at_start_is_reported_with_its_error(tmp_path: Path) -> None:
     directory = fake_pack(tmp_path / "pack", "raise RuntimeError('no pack here')\n")
     with (
@@ -215,6 +223,7 @@ def test_a_pack_that_dies_at_start_is_reported_with_its_error(tmp_path: Path) ->
         pass
 
 
+@pytest.mark.slow
 def test_a_pack_that_never_serves_is_killed_after_the_timeout(tmp_path: Path) -> None:
     directory = fake_pack(tmp_path / "pack", "import time\ntime.sleep(600)\n")
     with (

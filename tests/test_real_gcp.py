@@ -11,21 +11,23 @@ from typing import Any
 import pytest
 import yaml
 
-from components import facts
+import tool_cli
+from components import facts, tokens
 from components.tpu_node_pool import tpu_placement_policy
+from helpers import shipped_run
 from offline_plan import __main__ as offline_plan_cli
 from offline_plan import second_apply
-from offline_plan.harness import ProgramRun, Registration, run_program
+from offline_plan.harness import ProgramRun, Registration
 
 ROOT = Path(__file__).resolve().parent.parent
-SHIPPED = sorted(p.name[len("Pulumi.") : -len(".yaml")] for p in ROOT.glob("Pulumi.*.yaml"))
-POOL = "gcp:container/nodePool:NodePool"
-SERVICE = "gcp:projects/service:Service"
+SHIPPED = tool_cli.stack_names(ROOT)
+POOL = tokens.NODE_POOL
+SERVICE = tokens.PROJECT_SERVICE
 
 
 @pytest.fixture(scope="module", params=SHIPPED)
 def shipped(request: pytest.FixtureRequest) -> ProgramRun:
-    return run_program(request.param)
+    return shipped_run(request.param)
 
 
 def _closure(run: ProgramRun, urn: str) -> Iterator[str]:
@@ -82,8 +84,8 @@ def test_no_shipped_stack_pins_a_gke_version() -> None:
 
 
 def test_standard_cluster_leaves_server_filled_fields_alone() -> None:
-    run = run_program("prod")
-    cluster = next(r for r in run.registrations if r.type == "gcp:container/cluster:Cluster")
+    run = shipped_run("prod")
+    cluster = next(r for r in run.registrations if r.type == tokens.CLUSTER)
     assert "nodeConfig" in cluster.ignore_changes
     assert "enableComponents" not in cluster.inputs["monitoringConfig"]
     assert cluster.inputs["monitoringConfig"]["managedPrometheus"] == {"enabled": True}
@@ -91,11 +93,12 @@ def test_standard_cluster_leaves_server_filled_fields_alone() -> None:
 
 
 def test_nodes_hold_the_one_default_node_role() -> None:
-    run = run_program("prod")
-    grants = [r for r in run.registrations if r.type == "gcp:projects/iAMMember:IAMMember" and "-nodes@" in r.inputs["member"]]
-    assert [g.inputs["role"] for g in grants] == [facts.NODE_SERVICE_ACCOUNT_ROLE]
+    run = shipped_run("prod")
+    grants = [r for r in run.registrations if r.type == tokens.PROJECT_IAM_MEMBER and "-nodes@" in r.inputs["member"]]
+    assert [g.inputs["role"] for g in grants] == [facts.NODE_SERVICE_ACCOUNT_ROLE] == ["roles/container.defaultNodeServiceAccount"]
 
 
+@pytest.mark.slow
 def test_second_apply_changes_nothing_on_any_shipped_stack() -> None:
     for stack in SHIPPED:
         result = second_apply.check(stack)
@@ -130,7 +133,7 @@ def test_a_field_filled_only_when_unset_keeps_what_the_program_states() -> None:
 
 
 def test_computed_fields_diff_only_when_the_program_sets_them() -> None:
-    token = "gcp:container/cluster:Cluster"
+    token = tokens.CLUSTER
     state = {"monitoringConfig": {"enableComponents": ["SYSTEM_COMPONENTS", "POD"], "managedPrometheus": {"enabled": True}}}
     unset = {"monitoringConfig": {"managedPrometheus": {"enabled": True}}}
     assert second_apply.diff_resource(_registration(token, unset), state) == []
@@ -143,7 +146,7 @@ def test_computed_fields_diff_only_when_the_program_sets_them() -> None:
 
 
 def test_kubernetes_objects_diff_inputs_not_server_state() -> None:
-    token = "kubernetes:apps/v1:Deployment"
+    token = tokens.DEPLOYMENT
     inputs = {"metadata": {"name": "a"}, "spec": {"selector": {"matchLabels": {"app": "a"}}}}
     state = {**inputs, "status": {"replicas": 1}}
     assert second_apply.diff_resource(_registration(token, inputs), state) == []
@@ -152,6 +155,7 @@ def test_kubernetes_objects_diff_inputs_not_server_state() -> None:
     assert change.replace and change.path == "spec.selector.matchLabels.app"
 
 
+@pytest.mark.slow
 def test_make_plan_fails_on_a_replacement_the_program_does_not_handle(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -170,3 +174,16 @@ def test_make_plan_fails_on_a_replacement_the_program_does_not_handle(
         "'ANY_RESERVATION' -> 'NO_RESERVATION'"
     ) in out
     assert "second apply: no changes" not in out
+
+
+def test_urns_carry_the_whole_parent_chain_as_the_engine_makes_them() -> None:
+    """`pulumi state unprotect` and the plan-vs-preview comparison need the engine's URNs; the SDK's
+    mock keeps only the nearest parent's type."""
+    run = shipped_run("prod")
+    bucket = next(r for r in run.registrations if r.type == tokens.BUCKET and r.name == "llama-70b")
+    assert bucket.urn == (
+        "urn:pulumi:prod::tpu-serving::tpu-serving:index:ServedModel$tpu-serving:index:ModelCacheBucket"
+        "$gcp:storage/bucket:Bucket::llama-70b"
+    )
+    network = next(r for r in run.registrations if r.type == tokens.NETWORK)
+    assert network.urn == "urn:pulumi:prod::tpu-serving::tpu-serving:index:Cluster$gcp:compute/network:Network::llm-prod"

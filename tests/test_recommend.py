@@ -18,10 +18,8 @@ ROOT = Path(__file__).parent.parent
 FIXTURES = Path(__file__).parent / "fixtures" / "model_configs"
 
 
-@pytest.fixture(autouse=True)
-def _no_hub(monkeypatch: pytest.MonkeyPatch) -> None:
-    for name in models.HUB_TOKEN_ENV:
-        monkeypatch.delenv(name, raising=False)
+# No Hugging Face token from the environment reaches these tests (conftest.no_hub_token).
+pytestmark = pytest.mark.usefixtures("no_hub_token")
 
 
 def run_json(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, dict[str, Any]]:
@@ -122,6 +120,7 @@ def test_bad_input_is_one_line_and_exit_2(argv: list[str], message: str, capsys:
     assert captured.err.count("\n") == 1
 
 
+@pytest.mark.slow
 def test_as_a_module() -> None:
     env = {k: v for k, v in os.environ.items() if k not in models.HUB_TOKEN_ENV}
     ok = subprocess.run(
@@ -241,6 +240,7 @@ def test_make_recommend_passes_every_option() -> None:
     assert options == {a for a in argv if a.startswith("--")}
 
 
+@pytest.mark.slow
 def test_make_recommend_answers_as_the_module(capsys: pytest.CaptureFixture[str]) -> None:
     argv = _make_argv("MODEL=Qwen/Qwen3-32B-FP8", "GENERATION=all", "KV_CACHE_DTYPE=fp8", "MEMORY_UTILIZATION=0.9", "JSON=1")
     assert recommend.main(argv) == 0

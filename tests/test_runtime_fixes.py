@@ -8,12 +8,12 @@ import dataclasses
 from typing import Any
 
 import pytest
-from test_stack import _model, container, of_type, only
 
-from components import facts, vllm_server
+from components import facts, tokens, vllm_server
 from components.config import ModelConfig, load_stack_config
 from components.vllm_server import compile_cache_key, gcsfuse_sidecar
 from conftest import HF_TOKEN, RunStack
+from helpers import base_model, container, of_type, only
 from offline_plan.harness import ProgramRun
 
 AUTOPILOT = {"name": "llm-test", "mode": "autopilot", "zones": ["us-east5-b"]}
@@ -22,11 +22,11 @@ MIB = 1024
 
 
 def model_config(**overrides: Any) -> ModelConfig:
-    return load_stack_config({**RAW, "models": [{**_model(), **overrides}]}, "t").models[0]
+    return load_stack_config({**RAW, "models": [{**base_model(), **overrides}]}, "t").models[0]
 
 
 def deployment(run: ProgramRun) -> dict[str, Any]:
-    return only(run, "kubernetes:apps/v1:Deployment", "llama-70b").inputs
+    return only(run, tokens.DEPLOYMENT, "llama-70b").inputs
 
 
 def startup_budget_seconds(run: ProgramRun) -> int:
@@ -47,7 +47,7 @@ def cache_option_mib(run: ProgramRun) -> int:
 
 @pytest.mark.parametrize("minutes", [40, 90])
 def test_progress_deadline_outlasts_a_cold_start(run_stack: RunStack, minutes: int) -> None:
-    run = run_stack({"tpu-serving:models": [{**_model(), "startupMinutes": minutes}]})
+    run = run_stack({"tpu-serving:models": [{**base_model(), "startupMinutes": minutes}]})
     spec, annotations = deployment(run)["spec"], deployment(run)["metadata"]["annotations"]
     # Kubernetes' default (600 s) would mark every cold start ProgressDeadlineExceeded.
     assert spec["progressDeadlineSeconds"] > 600
@@ -56,13 +56,13 @@ def test_progress_deadline_outlasts_a_cold_start(run_stack: RunStack, minutes: i
 
 
 def test_progress_deadline_follows_startup_minutes(run_stack: RunStack) -> None:
-    short = deployment(run_stack({"tpu-serving:models": [{**_model(), "startupMinutes": 40}]}))["spec"]
-    long = deployment(run_stack({"tpu-serving:models": [{**_model(), "startupMinutes": 100}]}))["spec"]
+    short = deployment(run_stack({"tpu-serving:models": [{**base_model(), "startupMinutes": 40}]}))["spec"]
+    long = deployment(run_stack({"tpu-serving:models": [{**base_model(), "startupMinutes": 100}]}))["spec"]
     assert long["progressDeadlineSeconds"] - short["progressDeadlineSeconds"] == 60 * 60
 
 
 def test_metrics_adapter_keeps_the_default_progress_deadline(run_stack: RunStack) -> None:
-    adapter = only(run_stack(), "kubernetes:apps/v1:Deployment", "metrics-adapter").inputs
+    adapter = only(run_stack(), tokens.DEPLOYMENT, "metrics-adapter").inputs
     assert "progressDeadlineSeconds" not in adapter["spec"], "it starts in seconds; 600 s already flags a stuck rollout"
 
 
@@ -71,13 +71,13 @@ def test_metrics_adapter_keeps_the_default_progress_deadline(run_stack: RunStack
 
 @pytest.mark.parametrize("exposure", ["internal", "external"])
 def test_service_waits_as_long_as_the_first_replica(run_stack: RunStack, exposure: str) -> None:
-    model = {**_model(), "exposure": exposure}
+    model = {**base_model(), "exposure": exposure}
     secrets = {"tpu-serving:hfToken": HF_TOKEN}
     if exposure == "external":
         model["sourceRanges"] = ["203.0.113.0/24"]
         secrets["tpu-serving:apiKey"] = "k-123456"
     run = run_stack({"tpu-serving:models": [model]}, secrets=secrets)
-    annotations = only(run, "kubernetes:core/v1:Service", "llama-70b").inputs["metadata"]["annotations"]
+    annotations = only(run, tokens.K8S_SERVICE, "llama-70b").inputs["metadata"]["annotations"]
     assert "pulumi.com/skipAwait" not in annotations, "the exported address must be the real one"
     # Its endpoints are Ready only once the pod has compiled: the 10-minute default would fail.
     assert int(annotations["pulumi.com/timeoutSeconds"]) > startup_budget_seconds(run)
@@ -94,15 +94,15 @@ def test_autopilot_file_cache_stays_below_the_sidecar_memory_limit(run_stack: Ru
     limit_gib = int(deployment(run)["spec"]["template"]["metadata"]["annotations"]["gke-gcsfuse/memory-limit"].removesuffix("Gi"))
     cache_mib = cache_option_mib(run)
     assert cache_mib >= 131 * MIB, "Llama 3.1 70B's ~131 GiB of bf16 weights still fit in the cache"
-    assert limit_gib * MIB - cache_mib >= facts.GCSFUSE_SIDECAR_OWN_MEMORY_GIB * MIB, "gcsfuse keeps room for itself"
+    assert limit_gib * MIB - cache_mib >= vllm_server.GCSFUSE_SIDECAR_OWN_MEMORY_GIB * MIB, "gcsfuse keeps room for itself"
 
 
 def test_standard_file_cache_fits_in_what_the_node_leaves(run_stack: RunStack) -> None:
     run = run_stack()
     machine = facts.GENERATIONS["v6e"].machine("ct6e-standard-8t")
     server_gib = int(container(run, "llama-70b")["resources"]["limits"]["memory"].removesuffix("Gi"))
-    reserved_gib = facts.gke_reserved_memory_gib(machine.memory_gib) + facts.GKE_NODE_DAEMONS_MEMORY_GIB
-    assert 0 < cache_option_mib(run) <= (machine.memory_gib - server_gib - reserved_gib - facts.GCSFUSE_SIDECAR_OWN_MEMORY_GIB) * MIB
+    reserved_gib = facts.gke_reserved_memory_gib(machine.memory_gib) + vllm_server.GKE_NODE_DAEMONS_MEMORY_GIB
+    assert 0 < cache_option_mib(run) <= (machine.memory_gib - server_gib - reserved_gib - vllm_server.GCSFUSE_SIDECAR_OWN_MEMORY_GIB) * MIB
 
 
 def test_every_single_host_shape_gets_a_positive_cache_below_its_bound() -> None:
@@ -112,7 +112,7 @@ def test_every_single_host_shape_gets_a_positive_cache_below_its_bound() -> None
             model = dataclasses.replace(base, generation=generation, slice=slice_, sizing=None)
             machine = model.machine
             standard = gcsfuse_sidecar(model, autopilot=False)
-            assert 0 < standard.file_cache_mib < (machine.memory_gib - machine.pod_memory_gib) * MIB, machine.name
+            assert 0 < standard.file_cache_mib < (machine.memory_gib - vllm_server.pod_memory_gib(machine)) * MIB, machine.name
             autopilot = gcsfuse_sidecar(model, autopilot=True)
             assert 0 < autopilot.file_cache_mib < autopilot.memory_gib * MIB, machine.name
             assert autopilot.annotations["gke-gcsfuse/memory-limit"] == f"{autopilot.memory_gib}Gi"
@@ -141,7 +141,7 @@ def test_shutdown_timeout_does_not_change_the_cache_directory(run_stack: RunStac
     def cache_path(run: ProgramRun) -> str:
         return next(e["value"] for e in container(run, "llama-70b")["env"] if e["name"] == facts.XLA_CACHE_ENV)
 
-    drained = run_stack({"tpu-serving:models": [{**_model(), "shutdownTimeoutSeconds": 300}]})
+    drained = run_stack({"tpu-serving:models": [{**base_model(), "shutdownTimeoutSeconds": 300}]})
     assert "--shutdown-timeout=300" in container(drained, "llama-70b")["args"]
     assert cache_path(drained) == cache_path(run_stack())
 
@@ -158,12 +158,12 @@ def test_what_shapes_the_graphs_changes_the_key(change: dict[str, Any]) -> None:
 
 
 def adapter_children(run: ProgramRun, type_: str) -> list[Any]:
-    adapter = only(run, "tpu-serving:index:MetricsAdapter").urn
+    adapter = only(run, tokens.METRICS_ADAPTER).urn
     return [r for r in of_type(run, type_) if r.parent == adapter]
 
 
 def test_metrics_adapter_runs_googles_current_image(run_stack: RunStack) -> None:
-    adapter = only(run_stack(), "kubernetes:apps/v1:Deployment", "metrics-adapter").inputs
+    adapter = only(run_stack(), tokens.DEPLOYMENT, "metrics-adapter").inputs
     [c] = adapter["spec"]["template"]["spec"]["containers"]
     assert c["image"] == "gcr.io/gke-release/custom-metrics-stackdriver-adapter:v0.16.9-gke.0"
     assert c["readinessProbe"]["httpGet"] == {"path": "/healthz", "port": "https", "scheme": "HTTPS"}
@@ -171,10 +171,10 @@ def test_metrics_adapter_runs_googles_current_image(run_stack: RunStack) -> None
 
 def test_hpa_controller_may_read_external_metrics(run_stack: RunStack) -> None:
     run = run_stack()
-    [role] = [r for r in adapter_children(run, "kubernetes:rbac.authorization.k8s.io/v1:ClusterRole") if "external" in r.name]
+    [role] = [r for r in adapter_children(run, tokens.CLUSTER_ROLE) if "external" in r.name]
     assert role.inputs["metadata"]["name"] == "external-metrics-reader"
     assert role.inputs["rules"] == [{"apiGroups": ["external.metrics.k8s.io"], "resources": ["*"], "verbs": ["list", "get", "watch"]}]
-    bindings = adapter_children(run, "kubernetes:rbac.authorization.k8s.io/v1:ClusterRoleBinding")
+    bindings = adapter_children(run, tokens.CLUSTER_ROLE_BINDING)
     [binding] = [b for b in bindings if b.inputs["metadata"]["name"] == "external-metrics-reader"]
     assert binding.inputs["roleRef"] == {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "external-metrics-reader"}
     assert binding.inputs["subjects"] == [{"kind": "ServiceAccount", "name": "horizontal-pod-autoscaler", "namespace": "kube-system"}]
@@ -184,7 +184,7 @@ def test_hpa_controller_may_read_external_metrics(run_stack: RunStack) -> None:
 def test_metrics_adapter_serves_the_api_versions_googles_manifest_registers(run_stack: RunStack) -> None:
     services = {
         (s.inputs["spec"]["group"], s.inputs["spec"]["version"]): s.inputs["spec"]["versionPriority"]
-        for s in adapter_children(run_stack(), "kubernetes:apiregistration.k8s.io/v1:APIService")
+        for s in adapter_children(run_stack(), tokens.API_SERVICE)
     }
     assert services == {
         ("custom.metrics.k8s.io", "v1beta1"): 100,

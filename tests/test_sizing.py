@@ -16,10 +16,8 @@ V6E = facts.GENERATIONS["v6e"]
 GIB = facts.GIB
 
 
-@pytest.fixture(autouse=True)
-def _no_hub(monkeypatch: pytest.MonkeyPatch) -> None:
-    for name in models.HUB_TOKEN_ENV:
-        monkeypatch.delenv(name, raising=False)
+# No Hugging Face token from the environment reaches these tests (conftest.no_hub_token).
+pytestmark = pytest.mark.usefixtures("no_hub_token")
 
 
 def arch(hf_id: str) -> models.ModelArch:
@@ -58,7 +56,7 @@ def test_llama_8b_on_one_v6e_chip_by_hand() -> None:
     assert s.kv_budget_bytes == 32_641_751_449 - 16_060_000_000 - 1_876_741_824 == 14_705_009_625
     assert s.max_sequences == 27  # 14_705_009_625 // (GIB / 2) = 27.4
     assert s.max_num_seqs == 32  # what was asked: vLLM preempts if all 32 ever reach 4096 tokens at once
-    assert s.max_num_batched_tokens == sizing.MAX_NUM_BATCHED_TOKENS
+    assert s.max_num_batched_tokens == sizing.MAX_NUM_BATCHED_TOKENS == 512
     assert s.need_bytes == 16_060_000_000 + 1_876_741_824 + 32 * GIB // 2  # full concurrency would not fit...
     assert s.need_bytes > s.usable_bytes and s.fits  # ...but the minimum KV budget does
 
@@ -150,7 +148,7 @@ def test_explicit_topology_with_an_unknown_model() -> None:
     chosen = resolve(None, "2x2", concurrency=20)
     assert chosen.sizing is None
     assert chosen.slice == facts.Slice("2x2", 4, 1, "ct6e-standard-4t")
-    assert (chosen.max_num_seqs, chosen.max_num_batched_tokens) == (32, sizing.MAX_NUM_BATCHED_TOKENS)
+    assert (chosen.max_num_seqs, chosen.max_num_batched_tokens) == (32, 512)
 
 
 def test_unknown_topology_lists_the_generations_topologies() -> None:
@@ -202,8 +200,8 @@ def test_max_num_seqs_rounds_concurrency_up_to_the_cap(concurrency: int, expecte
 
 
 def test_max_num_seqs_cap() -> None:
-    assert resolve(arch("meta-llama/Llama-3.2-1B"), "2x4", concurrency=4096).max_num_seqs == sizing.MAX_NUM_SEQS_CAP
-    assert sizing.default_max_num_seqs(4096) == sizing.MAX_NUM_SEQS_CAP
+    assert resolve(arch("meta-llama/Llama-3.2-1B"), "2x4", concurrency=4096).max_num_seqs == 256
+    assert sizing.default_max_num_seqs(4096) == sizing.MAX_NUM_SEQS_CAP == 256
 
 
 @settings(max_examples=60, deadline=None)

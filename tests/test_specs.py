@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from components import tokens
 from components.cluster import mode_settings
 from components.config import load_stack_config
 from components.metrics_adapter import NETWORK_POLICY, adapter_container, api_services
@@ -21,7 +22,8 @@ from components.vllm_server import (
     service_annotations,
     vllm_container,
 )
-from offline_plan.harness import ProgramRun, run_program
+from helpers import shipped_run
+from offline_plan.harness import ProgramRun
 
 ROOT = Path(__file__).resolve().parent.parent
 RAW: dict[str, Any] = {
@@ -176,14 +178,14 @@ def _old_urns_kept(run: ProgramRun, before: list[str]) -> list[str]:
 def test_every_resource_of_the_shipped_stacks_keeps_its_urn_or_an_alias_to_it() -> None:
     before = json.loads((ROOT / "tests/fixtures/urns_before_served_model.json").read_text())
     for stack, urns in before.items():
-        run = run_program(stack)
+        run = shipped_run(stack)
         assert _old_urns_kept(run, urns) == [], stack
-        moved = [r for r in run.registrations if r.parent.split("::")[2].endswith("tpu-serving:index:ServedModel")]
+        moved = [r for r in run.registrations if r.parent.split("::")[2].endswith(tokens.SERVED_MODEL)]
         assert all(f"urn:pulumi:{stack}::tpu-serving::{r.type}::{r.name}" in r.aliases for r in moved)
         assert {r.type for r in moved} == {
-            "kubernetes:core/v1:Namespace",
-            "tpu-serving:index:ModelCacheBucket",
-            "tpu-serving:index:VllmServer",
-            *(["tpu-serving:index:TpuNodePool"] if stack != "dev" else []),
-            *(["tpu-serving:index:Autoscaling"] if stack != "dev" else []),
+            tokens.NAMESPACE,
+            tokens.MODEL_CACHE_BUCKET,
+            tokens.VLLM_SERVER,
+            *([tokens.TPU_NODE_POOL] if stack != "dev" else []),
+            *([tokens.AUTOSCALING] if stack != "dev" else []),
         }

@@ -55,6 +55,7 @@ def test_usage_errors_are_one_line_and_exit_2(capsys: pytest.CaptureFixture[str]
     assert capsys.readouterr().err == "x: error: argument --n: invalid int value: 'many' (see --help)\n"
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("module", sorted(ENTRY_POINTS))
 def test_every_tool_refuses_an_unknown_flag_with_one_line_and_2(module: str) -> None:
     result = subprocess.run([sys.executable, "-m", module, "--no-such-flag"], cwd=ROOT, capture_output=True, text=True, timeout=120)
@@ -67,3 +68,12 @@ def test_every_tool_refuses_an_unknown_flag_with_one_line_and_2(module: str) -> 
 def test_every_tool_main_goes_through_tool_cli(package: str) -> None:
     main = (ROOT / package / "__main__.py").read_text()
     assert "tool_cli.run(main" in main and "sys.exit(" not in main and "SystemExit" not in main
+
+
+def test_stack_names_lists_one_stack_per_stack_file(tmp_path: Path) -> None:
+    """The one definition of the stack list (the tools, the tests and plan-drift.yml use it)."""
+    for name in ("Pulumi.yaml", "Pulumi.prod.yaml", "Pulumi.dev.yaml", "Pulumi.dev.yaml.bak", "other.yaml"):
+        (tmp_path / name).write_text("")
+    assert tool_cli.stack_names(tmp_path) == ["dev", "prod"]
+    assert tool_cli.stack_file("dev", tmp_path) == tmp_path / "Pulumi.dev.yaml"
+    assert {"dev", "staging", "prod"} <= set(tool_cli.stack_names())

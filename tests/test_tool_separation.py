@@ -28,10 +28,19 @@ def _guarded(node: ast.Try) -> bool:
     return bool(names & {"ImportError", "ModuleNotFoundError"})
 
 
+def _type_checking(node: ast.If) -> bool:
+    """`if TYPE_CHECKING:`: imports for annotations only, which `pulumi up` never runs."""
+    test = node.test
+    return (isinstance(test, ast.Name) and test.id == "TYPE_CHECKING") or (isinstance(test, ast.Attribute) and test.attr == "TYPE_CHECKING")
+
+
 def imports(tree: ast.AST, optional: bool = False) -> Iterator[tuple[str, int, bool]]:
     """(top-level module, line, optional) of every absolute import, including those in functions."""
     for node in ast.iter_child_nodes(tree):
-        if isinstance(node, ast.Import):
+        if isinstance(node, ast.If) and _type_checking(node) and not node.orelse:
+            for child in node.body:
+                yield from imports(ast.Module(body=[child], type_ignores=[]), optional=True)
+        elif isinstance(node, ast.Import):
             yield from ((alias.name.split(".")[0], node.lineno, optional) for alias in node.names)
         elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
             yield node.module.split(".")[0], node.lineno, optional
@@ -71,7 +80,8 @@ def test_the_program_and_the_pack_import_only_the_stdlib_themselves_and_requirem
 
 def test_the_checker_sees_what_it_must() -> None:
     source = "import os\nfrom offline_plan import sdk\ndef f():\n    import rich\ntry:\n    import hub\nexcept ImportError:\n    pass\n"
+    source += "if TYPE_CHECKING:\n    import httpx\n"
     found = list(imports(ast.parse(source)))
-    assert found == [("os", 1, False), ("offline_plan", 2, False), ("rich", 4, False), ("hub", 6, True)]
+    assert found == [("os", 1, False), ("offline_plan", 2, False), ("rich", 4, False), ("hub", 6, True), ("httpx", 10, True)]
     assert program_distributions() >= {"pulumi", "pulumi-gcp", "pulumi-kubernetes", "pulumi-policy", "pyyaml", "pydantic"}
     assert len(PROGRAM_FILES) > 10
