@@ -5,6 +5,7 @@ import pulumi_gcp as gcp
 
 from components.cluster import Cluster, ClusterArgs
 from components.config import load_stack_config, read_pulumi_config, read_secrets
+from components.lws_controller import LwsController, LwsControllerArgs
 from components.metrics_adapter import MetricsAdapter, MetricsAdapterArgs
 from components.project_apis import ProjectApis, ProjectApisArgs
 from components.served_model import ServedModel, ServedModelArgs, StandardCluster
@@ -22,6 +23,8 @@ adapter = (
     else None
 )
 standard = None if config.cluster.autopilot else StandardCluster(config.region, cluster.name, cluster.node_service_account)
+# Once per cluster, only when a model spans several TPU VMs (a LeaderWorkerSet per such model).
+lws = LwsController("lws-controller", LwsControllerArgs(), on_cluster) if any(m.multi_host for m in config.models) else None
 
 for model in config.models:
     served = ServedModel(
@@ -40,6 +43,7 @@ for model in config.models:
             apis=apis,
             workload_identity_pool=cluster.workload_identity_pool,
             metrics_adapter=adapter.ready if adapter else None,
+            lws_controller=lws.ready if lws else None,
         ),
         on_cluster,
     )

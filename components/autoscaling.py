@@ -22,9 +22,14 @@ SCALE_DOWN_PERIOD_SECONDS = 600
 class AutoscalingArgs:
     model: ModelConfig
     namespace: str
-    deployment: k8s.apps.v1.Deployment
+    # What the HPA scales: the model's Deployment, or its LeaderWorkerSet (whole groups: LWS's scale
+    # subresource counts groups, and its hpaPodSelector picks the leaders, which serve the metrics).
+    target: pulumi.Resource
+    target_name: pulumi.Input[str]
     metrics_adapter: pulumi.Resource
     labels: dict[str, str]
+    target_api_version: str = "apps/v1"
+    target_kind: str = "Deployment"
 
 
 class Autoscaling(pulumi.ComponentResource):
@@ -32,15 +37,16 @@ class Autoscaling(pulumi.ComponentResource):
         super().__init__(tokens.AUTOSCALING, name, None, opts)
         model = args.model
         metric = facts.gmp_pod_metric(model.metric_name)
+        target: k8s.autoscaling.v2.CrossVersionObjectReferenceArgsDict = {
+            "api_version": args.target_api_version,
+            "kind": args.target_kind,
+            "name": args.target_name,
+        }
         hpa = k8s.autoscaling.v2.HorizontalPodAutoscaler(
             name,
             metadata={"name": "vllm", "namespace": args.namespace, "labels": args.labels},
             spec={
-                "scale_target_ref": {
-                    "api_version": "apps/v1",
-                    "kind": "Deployment",
-                    "name": args.deployment.metadata.apply(lambda m: m["name"]),
-                },
+                "scale_target_ref": target,
                 "min_replicas": model.min_replicas,
                 "max_replicas": model.max_replicas,
                 "metrics": [
@@ -63,7 +69,8 @@ class Autoscaling(pulumi.ComponentResource):
                 },
             },
             # The compile-cache guard: no second replica can exist before the first is Ready
-            # (pulumi waits for the Deployment), by which time it has written the cache.
-            opts=pulumi.ResourceOptions(parent=self, depends_on=[args.deployment, args.metrics_adapter]),
+            # (pulumi waits for the Deployment, or the LeaderWorkerSet's Available condition), by which
+            # time it has written the cache.
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[args.target, args.metrics_adapter]),
         )
         self.register_outputs({"hpa": hpa.metadata.apply(lambda m: m["name"]), "metric": metric})

@@ -550,13 +550,15 @@ class ModelConfig(_Schema):
         "vLLM --kv-cache-dtype; auto is bfloat16 on TPU", fit.DEFAULT_KV_CACHE_DTYPE
     )
     topology: Annotated[str, Text(shown="auto, or a slice of the generation such as 2x4")] = key(
-        "TPU slice topology, or auto: the smallest single-host slice that fits", "auto"
+        "TPU slice topology, or auto: the smallest slice that fits (single-host unless allowMultiHost)", "auto"
     )
     machine_type: Annotated[str | None, Text(optional=True, shown="a machine type of the generation such as ct6e-standard-8t")] = key(
         "TPU machine type; unset: the slice's", None
     )
     concurrency: Annotated[int, Whole(*fit.CONCURRENCY_RANGE)] = key("sequences to size the KV cache for", fit.DEFAULT_CONCURRENCY)
-    allow_multi_host: Annotated[bool, Flag()] = key("let auto consider multi-host slices (then refused: not built)", False)
+    allow_multi_host: Annotated[bool, Flag()] = key(
+        "allow a multi-host slice (auto may choose one): a LeaderWorkerSet on GKE Standard, in one zone", False
+    )
     tensor_parallel: Annotated[int, Whole(1, 512)] = key(
         "vLLM --tensor-parallel-size; must equal the slice's devices", 0, shown="the slice's devices", alias="tensorParallelSize"
     )
@@ -638,12 +640,23 @@ class ModelConfig(_Schema):
             kv_cache_dtype=self.kv_cache_dtype,
         )
         if chosen.slice.multi_host:
-            raise ConfigError(
-                at("topology"),
-                chosen.slice.topology,
-                "multi-host slices need a multi-host (LeaderWorkerSet) deployment, which this stack does not build; "
-                f"single-host: {', '.join(t for t in generation.topologies if generation.single_host_slice(t))}",
-            )
+            # Served by a LeaderWorkerSet on pools of whole slices (VllmMultiHostServer, TpuNodePool): an
+            # explicit opt-in, GKE Standard (the stack builds the slice pools), and one zone (a slice's
+            # hosts share one zone, and GKE sizes the pool per zone: facts.MULTI_HOST_ZERO_MAX_REFUSED).
+            where = f"{chosen.slice.topology} on {chosen.slice.vms} x {chosen.slice.machine_type}"
+            if not self.allow_multi_host:
+                single = ", ".join(t for t in generation.topologies if generation.single_host_slice(t))
+                raise ConfigError(
+                    at("topology"), chosen.slice.topology, f"{where} is a multi-host slice: set allowMultiHost: true; single-host: {single}"
+                )
+            if cluster.autopilot:
+                raise ConfigError(at("topology"), chosen.slice.topology, f"{where} is a multi-host slice: it needs cluster.mode: standard")
+            if len(zones) != 1:
+                raise ConfigError(
+                    at("zones") if self.zones else "cluster.zones",
+                    list(zones),
+                    f"a multi-host model runs in one zone (its slice's hosts share one): set {at('zones')} to one of them",
+                )
         devices = chosen.slice.chips * generation.devices_per_chip
         if self.tensor_parallel and self.tensor_parallel != devices:
             # A pod owns every chip of its node; vLLM must shard over all of them or they sit idle.
@@ -705,6 +718,11 @@ class ModelConfig(_Schema):
     @property
     def machine(self) -> facts.MachineType:
         return self.generation.machine(self.slice.machine_type)
+
+    @property
+    def multi_host(self) -> bool:
+        """Its slice spans several TPU VMs: served by a LeaderWorkerSet, one group per slice."""
+        return self.slice.multi_host
 
     @property
     def autoscaled(self) -> bool:

@@ -198,6 +198,19 @@ RELEASE_CHANNELS = ("RAPID", "REGULAR", "STABLE", "EXTENDED")
 # and GKE still labels the nodes with gke-tpu-topology, so pod selectors keep working.
 # Multi-host slices need COMPACT placement with the topology.
 SINGLE_HOST_TOPOLOGY_REFUSED = "TPU topology can't be specified with single-host TPU slice pool"
+# A multi-host slice's pool is one slice: COMPACT placement with the topology, node count = the
+# slice's hosts (AI-Hypercomputer/xpk src/xpk/core/nodepool.py: --num-nodes=vms_per_slice, and
+# --placement-type=COMPACT --tpu-topology only when vms_per_slice > 1; kubernetes-engine-samples
+# ai-ml/gke-ray/tpu/get-started/cluster/main.tf: one google_container_node_pool per slice, count =
+# num_tpu_slices, node_count = nodes_per_slice). GKE scales such a pool atomically, all hosts or none
+# (docs.ray.io "Use TPUs with KubeRay": "GKE scales them atomically by node pools"). GKE validates the
+# slice against the per-zone max_node_count, which is 0 when total_max_node_count is used, and refuses
+# the pool with this text (vllm-project/ci-infra PR 545): such a pool sits in one zone and sets
+# min_node_count/max_node_count, with location_policy ANY (a balanced spread cannot assemble a slice).
+MULTI_HOST_ZERO_MAX_REFUSED = "Maximum node count 0 is not a valid size of TPU pod slice with topology"
+MULTI_HOST_LOCATION_POLICY = "ANY"
+# GKE's node label naming a node's pool.
+NODE_POOL_LABEL = "cloud.google.com/gke-nodepool"
 
 
 def parse_gke_version(version: str) -> tuple[int, ...] | None:
@@ -277,6 +290,51 @@ def image_tag(image: str) -> str | None:
     name = image.split("@", 1)[0]
     last = name.rsplit("/", 1)[-1]
     return last.split(":", 1)[1] if ":" in last else None
+
+
+# --- Multi-host serving: LeaderWorkerSet and Ray ---------------------------------------------------
+# The LeaderWorkerSet controller, pinned (kubernetes-sigs/lws site/content/en/docs/installation/_index.md:
+# "kubectl apply --server-side -f https://github.com/kubernetes-sigs/lws/releases/download/$VERSION/manifests.yaml",
+# VERSION=v0.10.0; the Helm alternative, oci://registry.k8s.io/lws/charts/lws 0.10.0, installs its CRDs
+# from crds/ only on the first install and never upgrades them, which the manifest does).
+LWS_VERSION = "v0.10.0"
+LWS_MANIFEST_URL = f"https://github.com/kubernetes-sigs/lws/releases/download/{LWS_VERSION}/manifests.yaml"
+LWS_NAMESPACE = "lws-system"
+# kubernetes-sigs/lws api/leaderworkerset/v1/leaderworkerset_types.go: the group, labels, annotation,
+# env vars the controller injects into every pod of a group, the Available condition, and the scale
+# subresource (specpath .spec.replicas, selectorpath .status.hpaPodSelector: the leaders).
+LWS_API_VERSION = "leaderworkerset.x-k8s.io/v1"
+LWS_KIND = "LeaderWorkerSet"
+LWS_NAME_LABEL = "leaderworkerset.sigs.k8s.io/name"
+LWS_GROUP_INDEX_LABEL = "leaderworkerset.sigs.k8s.io/group-index"
+LWS_WORKER_INDEX_LABEL = "leaderworkerset.sigs.k8s.io/worker-index"  # "0" is the leader
+# One group per node pool, exclusively: with the pool label as its key, every pod of a group lands in
+# one pool (one slice) and no other group shares it.
+LWS_EXCLUSIVE_TOPOLOGY_ANNOTATION = "leaderworkerset.sigs.k8s.io/exclusive-topology"
+LWS_LEADER_ADDRESS_ENV = "LWS_LEADER_ADDRESS"
+LWS_GROUP_SIZE_ENV = "LWS_GROUP_SIZE"
+LWS_AVAILABLE_CONDITION = "Available"
+# pulumi-kubernetes (4.18+) awaits any object on this annotation ("condition=Available"), so a
+# LeaderWorkerSet is waited for like a Deployment.
+PULUMI_WAIT_FOR_ANNOTATION = "pulumi.com/waitFor"
+# vLLM on a multi-host TPU slice: a Ray cluster per slice, the head on the leader (port 6379), and
+# tensor parallel over every device of the slice, pipeline parallel 1: kubernetes-sigs/lws
+# docs/examples/vllm/TPU/lws.yaml (v5e 4x4, size 4, --tensor-parallel-size=16), vllm-project/tpu-inference
+# examples/offload/gke/benchmarks/multi-host/deploy-baseline.yaml (tpu7x 2x2x2, LWS size 2,
+# --tensor-parallel-size 16) and .buildkite/features/multi-host.yml, kubernetes-engine-samples
+# ai-ml/gke-ray/rayserve/llm/tpu/serve_tpu_multihost.py (v6e 4x4, tensor_parallel_size 16,
+# distributed_executor_backend ray). The leader waits for every host to join before vLLM starts
+# (vllm-project/vllm examples/online_serving/multi-node-serving.sh). TPU_MULTIHOST_BACKEND=ray on every
+# host (tpu-inference deploy-baseline.yaml, run_multihost.sh; the RayService sample).
+RAY_HEAD_PORT = 6379
+VLLM_MULTIHOST_PIPELINE_PARALLEL = 1
+VLLM_MULTIHOST_ENV: Mapping[str, str] = MappingProxyType({"TPU_MULTIHOST_BACKEND": "ray"})
+# Google's multi-host RayService sample keeps VLLM_XLA_CACHE_PATH on local disk "to prevent multi-host
+# GCSFuse race conditions" (ray-service.tpu-v6e-multihost.yaml); tpu-inference points JAX's
+# persistent cache at VLLM_XLA_CACHE_PATH on every host (tpu_inference/runner/compilation_manager.py)
+# and vLLM's Ray executor copies the driver's VLLM_* variables to every worker, so the hosts of a
+# group would share one directory.
+MULTI_HOST_CACHE_RACE_SOURCE = "kubernetes-engine-samples ai-ml/gke-ray/rayserve/llm/tpu/ray-service.tpu-v6e-multihost.yaml"
 
 
 # --- Compile cache, weights --------------------------------------------------------------------

@@ -8,12 +8,13 @@ from dataclasses import dataclass
 import pulumi
 import pulumi_kubernetes as k8s
 
-from components import tokens
+from components import facts, tokens
 from components.autoscaling import Autoscaling, AutoscalingArgs
 from components.config import ModelConfig
 from components.model_cache_bucket import ModelCacheBucket, ModelCacheBucketArgs
 from components.specs.namespace import ModelNamespace, bucket_labels, model_labels, namespace_metadata
 from components.tpu_node_pool import TpuNodePool, TpuNodePoolArgs, slice_placement
+from components.vllm_multihost_server import VllmMultiHostServer, VllmMultiHostServerArgs
 from components.vllm_server import VllmServer, VllmServerArgs
 
 SERVICE_ACCOUNT = "vllm"
@@ -52,6 +53,8 @@ class ServedModelArgs:
     apis: pulumi.Resource
     workload_identity_pool: pulumi.Resource
     metrics_adapter: pulumi.Resource | None
+    # The LeaderWorkerSet controller (LwsController.ready) a multi-host model's server waits for.
+    lws_controller: pulumi.Resource | None = None
 
 
 class ServedModel(pulumi.ComponentResource):
@@ -84,26 +87,51 @@ class ServedModel(pulumi.ComponentResource):
             standard = args.standard
             pool_args = TpuNodePoolArgs(args.project, standard.region, standard.cluster_name, standard.node_service_account, model)
             pool = TpuNodePool(name, pool_args, moved)
-        server = VllmServer(
-            name,
-            VllmServerArgs(
-                model=model,
-                namespace=namespace,
-                service_account_name=cache.service_account_name,
-                bucket_name=cache.bucket_name,
-                placement=pool.placement if pool else slice_placement(model, autopilot=True),
-                autopilot=args.standard is None,
-                hf_token=args.hf_token,
-                api_key=args.api_key,
-                labels=labels,
-                start_after=[cache.grant, *([pool] if pool else [])],
-            ),
-            moved,
-        )
+        server: VllmServer | VllmMultiHostServer
+        if model.multi_host:
+            if pool is None or args.lws_controller is None:
+                raise ValueError(f"model {model.name} is multi-host: it needs GKE Standard and the LeaderWorkerSet controller")
+            server = VllmMultiHostServer(
+                name,
+                VllmMultiHostServerArgs(
+                    model=model,
+                    namespace=namespace,
+                    service_account_name=cache.service_account_name,
+                    bucket_name=cache.bucket_name,
+                    placement=pool.placement,
+                    hf_token=args.hf_token,
+                    api_key=args.api_key,
+                    labels=labels,
+                    start_after=[cache.grant, pool, args.lws_controller],
+                ),
+                moved,
+            )
+            scaled: pulumi.Resource = server.leader_worker_set
+            scaled_name: pulumi.Input[str] = server.lws_name
+            kind = (facts.LWS_API_VERSION, facts.LWS_KIND)
+        else:
+            server = VllmServer(
+                name,
+                VllmServerArgs(
+                    model=model,
+                    namespace=namespace,
+                    service_account_name=cache.service_account_name,
+                    bucket_name=cache.bucket_name,
+                    placement=pool.placement if pool else slice_placement(model, autopilot=True),
+                    autopilot=args.standard is None,
+                    hf_token=args.hf_token,
+                    api_key=args.api_key,
+                    labels=labels,
+                    start_after=[cache.grant, *([pool] if pool else [])],
+                ),
+                moved,
+            )
+            scaled, kind = server.deployment, ("apps/v1", "Deployment")
+            scaled_name = server.deployment.metadata.apply(lambda m: m["name"])
         if model.autoscaled:
             if args.metrics_adapter is None:
                 raise ValueError(f"model {model.name} is autoscaled: the stack needs the metrics adapter")
-            Autoscaling(name, AutoscalingArgs(model, model.namespace, server.deployment, args.metrics_adapter, labels), moved)
+            Autoscaling(name, AutoscalingArgs(model, model.namespace, scaled, scaled_name, args.metrics_adapter, labels, *kind), moved)
         self.summary = {
             "namespace": model.namespace,
             "bucket": cache.bucket_name,

@@ -41,6 +41,10 @@ CLUSTER_ROLE_BINDING = "kubernetes:rbac.authorization.k8s.io/v1:ClusterRoleBindi
 ROLE_BINDING = "kubernetes:rbac.authorization.k8s.io/v1:RoleBinding"
 API_SERVICE = "kubernetes:apiregistration.k8s.io/v1:APIService"
 POD_MONITORING = "kubernetes:monitoring.googleapis.com/v1:PodMonitoring"
+LEADER_WORKER_SET = "kubernetes:leaderworkerset.x-k8s.io/v1:LeaderWorkerSet"
+PDB = "kubernetes:policy/v1:PodDisruptionBudget"
+# pulumi-kubernetes yaml/v2 ConfigFile: a component the provider expands (one registration under mocks).
+CONFIG_FILE = "kubernetes:yaml/v2:ConfigFile"
 
 # --- This project's components (tpu-serving:index:*) ----------------------------------------------
 CLUSTER_COMPONENT = "tpu-serving:index:Cluster"
@@ -51,3 +55,5 @@ METRICS_ADAPTER = "tpu-serving:index:MetricsAdapter"
 VLLM_SERVER = "tpu-serving:index:VllmServer"
 AUTOSCALING = "tpu-serving:index:Autoscaling"
 SERVED_MODEL = "tpu-serving:index:ServedModel"
+LWS_CONTROLLER = "tpu-serving:index:LwsController"
+VLLM_MULTIHOST_SERVER = "tpu-serving:index:VllmMultiHostServer"

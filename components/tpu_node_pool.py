@@ -4,6 +4,7 @@ the model's pods use, so the server and its pool cannot disagree."""
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import pulumi
 import pulumi_gcp as gcp
@@ -76,6 +77,8 @@ class TpuNodePoolArgs:
 class TpuNodePool(pulumi.ComponentResource):
     placement: SlicePlacement
     pool_name: pulumi.Output[str]
+    # One pool (single-host: autoscaled in nodes), or one per slice (multi-host: maxReplicas pools).
+    pools: list[gcp.container.NodePool]
 
     def __init__(self, name: str, args: TpuNodePoolArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__(tokens.TPU_NODE_POOL, name, None, opts)
@@ -90,30 +93,68 @@ class TpuNodePool(pulumi.ComponentResource):
             "flex_start": model.capacity == "flex-start" or None,
             "reservation_affinity": _reservation_affinity(model),
         }
-        # Auto-named (name + random suffix): a new slice shape is a replacement, and Pulumi can only
-        # create the new pool before deleting the old one when their names differ.
-        pool = gcp.container.NodePool(
-            name,
-            project=args.project,
-            location=args.region,
-            cluster=args.cluster_name,
-            node_locations=list(model.zones),
-            node_config=node_config,
-            placement_policy=tpu_placement_policy(model.slice),
-            # Flex-start capacity is granted on demand, so such a pool rests at zero.
-            initial_node_count=0 if flex_start else model.min_replicas,
-            autoscaling={
-                "total_min_node_count": 0 if flex_start else model.min_replicas,
-                "total_max_node_count": model.max_replicas + ROLLOUT_SURGE_NODES,
-                "location_policy": "ANY",
-            },
-            management={"auto_repair": True, "auto_upgrade": True},
-            # GKE reports threads_per_core=1 on TPU VMs whether or not it was asked for, and the field
-            # is ForceNew: without this the second `up` replaces the pool (facts.PROVIDER_FIELDS).
-            opts=pulumi.ResourceOptions(parent=self, ignore_changes=["initialNodeCount", "nodeConfig.advancedMachineFeatures"]),
-        )
-        self.pool_name = pool.name
-        self.register_outputs({"poolName": pool.name, "nodeSelector": self.placement.node_selector})
+        # GKE reports threads_per_core=1 on TPU VMs whether or not it was asked for, and the field
+        # is ForceNew: without this the second `up` replaces the pool (facts.PROVIDER_FIELDS).
+        kept = pulumi.ResourceOptions(parent=self, ignore_changes=["initialNodeCount", "nodeConfig.advancedMachineFeatures"])
+        if model.multi_host:
+            # One pool per slice, maxReplicas of them: a LeaderWorkerSet group owns one pool whole
+            # (facts.LWS_EXCLUSIVE_TOPOLOGY_ANNOTATION), and rollouts replace a group in place (no spare slice).
+            self.pools = [
+                gcp.container.NodePool(
+                    f"{name}-slice-{index}",
+                    project=args.project,
+                    location=args.region,
+                    cluster=args.cluster_name,
+                    node_config=node_config,
+                    **multi_host_pool_settings(model, index),
+                    management={"auto_repair": True, "auto_upgrade": True},
+                    opts=kept,
+                )
+                for index in range(model.max_replicas)
+            ]
+        else:
+            # Auto-named (name + random suffix): a new slice shape is a replacement, and Pulumi can only
+            # create the new pool before deleting the old one when their names differ.
+            self.pools = [
+                gcp.container.NodePool(
+                    name,
+                    project=args.project,
+                    location=args.region,
+                    cluster=args.cluster_name,
+                    node_locations=list(model.zones),
+                    node_config=node_config,
+                    placement_policy=tpu_placement_policy(model.slice),
+                    # Flex-start capacity is granted on demand, so such a pool rests at zero.
+                    initial_node_count=0 if flex_start else model.min_replicas,
+                    autoscaling={
+                        "total_min_node_count": 0 if flex_start else model.min_replicas,
+                        "total_max_node_count": model.max_replicas + ROLLOUT_SURGE_NODES,
+                        "location_policy": "ANY",
+                    },
+                    management={"auto_repair": True, "auto_upgrade": True},
+                    opts=kept,
+                )
+            ]
+        self.pool_name = self.pools[0].name
+        self.register_outputs({"poolName": self.pool_name, "nodeSelector": self.placement.node_selector})
+
+
+def multi_host_pool_settings(model: ModelConfig, index: int) -> dict[str, Any]:
+    """The pool of a model's slice number `index`: COMPACT with the topology, in the model's one zone,
+    sized in whole slices per zone (0 or the slice's hosts; facts.MULTI_HOST_ZERO_MAX_REFUSED). The first
+    minReplicas pools keep their slice; the others rest at zero until the HPA adds a group."""
+    hosts = model.slice.vms
+    kept = model.capacity != "flex-start" and index < model.min_replicas
+    return {
+        "node_locations": list(model.zones),
+        "placement_policy": tpu_placement_policy(model.slice),
+        "initial_node_count": hosts if kept else 0,
+        "autoscaling": {
+            "min_node_count": hosts if kept else 0,
+            "max_node_count": hosts,
+            "location_policy": facts.MULTI_HOST_LOCATION_POLICY,
+        },
+    }
 
 
 def tpu_placement_policy(tpu_slice: facts.Slice) -> gcp.container.NodePoolPlacementPolicyArgsDict | None:

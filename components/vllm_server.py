@@ -383,6 +383,35 @@ class VllmServerArgs:
     start_after: list[pulumi.Resource]
 
 
+def object_metadata(
+    namespace: str, labels: dict[str, str], annotations: dict[str, str] | None = None, object_name: str = NAME
+) -> k8s.meta.v1.ObjectMetaArgsDict:
+    return {"name": object_name, "namespace": namespace, "labels": labels, "annotations": annotations}
+
+
+def server_secrets(
+    name: str,
+    namespace: str,
+    labels: dict[str, str],
+    hf_token: pulumi.Input[str],
+    api_key: pulumi.Input[str] | None,
+    opts: pulumi.ResourceOptions,
+) -> tuple[pulumi.Output[str], pulumi.Output[str] | None]:
+    """The Hugging Face token's Secret and, for a model exposed with one, the API key's: their names."""
+
+    def secret(suffix: str, key: str, value: pulumi.Input[str]) -> pulumi.Output[str]:
+        created = k8s.core.v1.Secret(
+            f"{name}-{suffix}",
+            metadata=object_metadata(namespace, labels, object_name=suffix),
+            type="Opaque",
+            string_data={key: value},
+            opts=opts,
+        )
+        return created.metadata.apply(lambda m: m["name"])
+
+    return secret("hf-token", "token", hf_token), (secret("api-key", "key", api_key) if api_key is not None else None)
+
+
 class VllmServer(pulumi.ComponentResource):
     deployment: k8s.apps.v1.Deployment
     service_address: pulumi.Output[str]
@@ -394,16 +423,10 @@ class VllmServer(pulumi.ComponentResource):
         in_namespace = pulumi.ResourceOptions(parent=self, depends_on=[args.namespace.resource])
 
         def metadata(annotations: dict[str, str] | None = None, object_name: str = NAME) -> k8s.meta.v1.ObjectMetaArgsDict:
-            return {"name": object_name, "namespace": args.namespace.name, "labels": args.labels, "annotations": annotations}
+            return object_metadata(args.namespace.name, args.labels, annotations, object_name)
 
-        def secret(suffix: str, key: str, value: pulumi.Input[str]) -> pulumi.Output[str]:
-            created = k8s.core.v1.Secret(
-                f"{name}-{suffix}", metadata=metadata(object_name=suffix), type="Opaque", string_data={key: value}, opts=in_namespace
-            )
-            return created.metadata.apply(lambda m: m["name"])
-
-        hf_token_secret = secret("hf-token", "token", args.hf_token)
-        api_key_secret = secret("api-key", "key", args.api_key) if reach.external and args.api_key is not None else None
+        api_key = args.api_key if reach.external else None
+        hf_token_secret, api_key_secret = server_secrets(name, args.namespace.name, args.labels, args.hf_token, api_key, in_namespace)
         sidecar = gcsfuse_sidecar(model, args.autopilot)
         pod = pod_spec(
             model, args.placement, sidecar, PodInputs(args.service_account_name, args.bucket_name, hf_token_secret, api_key_secret)
@@ -427,14 +450,14 @@ class VllmServer(pulumi.ComponentResource):
         )
         k8s.networking.v1.NetworkPolicy(name, metadata=metadata(), spec=server_network_policy(reach), opts=in_namespace)
         k8s.policy.v1.PodDisruptionBudget(name, metadata=metadata(), spec=disruption_budget_spec(model), opts=in_namespace)
-        self.service_address = service.status.apply(_load_balancer_address)
+        self.service_address = service.status.apply(load_balancer_address)
         self.curl = self.service_address.apply(lambda address: curl_command(model, address))
         self.register_outputs(
             {"serviceAddress": self.service_address, "curl": self.curl, "deployment": self.deployment.metadata.apply(lambda m: m["name"])}
         )
 
 
-def _load_balancer_address(status: k8s.core.v1.outputs.ServiceStatus | None) -> str:
+def load_balancer_address(status: k8s.core.v1.outputs.ServiceStatus | None) -> str:
     ingress = status.load_balancer.ingress if status and status.load_balancer else None
     return (ingress[0].ip or ingress[0].hostname or "") if ingress else ""
 

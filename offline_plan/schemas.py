@@ -1,7 +1,10 @@
 """Validates Kubernetes manifests before any cluster sees them: built-in kinds against the
 OpenAPI schema of the cluster's Kubernetes version (kubernetes-validate, strict: an unknown
 field is an error, as with `kubectl apply --validate=strict`), custom resources against the
-JSON schemas under `offline_plan/schemas/`, named `<kind>-<group>-<version>.json`.
+JSON schemas under `offline_plan/schemas/`, named `<kind>-<group>-<version>.json`. A custom
+resource that embeds built-in objects (a LeaderWorkerSet's leader and worker pod templates) refers
+to them in the same strict Kubernetes definitions kubernetes-validate uses, so a misspelt field in
+an embedded pod template fails as it would in a Deployment; the problem says so in its `schema`.
 
 Values the plan cannot know (a secret's marker, a PLACEHOLDER- string for what the cloud
 computes) are stood in for by a value of the type the schema asks for, so an undecrypted secret
@@ -112,6 +115,22 @@ def _definitions(version: str) -> referencing.Resource[Any]:
 
 
 @functools.cache
+def _definition_ids(version: str) -> frozenset[int]:
+    """The identities of every schema inside the version's shared definitions: an error whose
+    schema is one of them was found in an embedded built-in object (a pod template)."""
+    found: set[int] = set()
+    stack: list[Any] = [_definitions(version).contents]
+    while stack:
+        value = stack.pop()
+        if isinstance(value, dict):
+            found.add(id(value))
+            stack.extend(value.values())
+        elif isinstance(value, list):
+            stack.extend(value)
+    return frozenset(found)
+
+
+@functools.cache
 def _custom_validator(schema_file: Path, version: str) -> jsonschema.protocols.Validator:
     schema = json.loads(schema_file.read_text(encoding="utf-8"))
     registry: referencing.Registry[Any] = _definitions(version) @ referencing.Registry()
@@ -150,6 +169,13 @@ def _path(parts: Iterable[str | int]) -> str:
 
 def _message(error: jsonschema.ValidationError) -> str:
     message = error.message
+    # A "not" rule's own text ("{...} should not be valid under {...}") says nothing: its description does.
+    if (
+        error.validator == "not"
+        and isinstance(error.validator_value, Mapping)
+        and isinstance(error.validator_value.get("description"), str)
+    ):
+        message = f"{error.validator_value['description']} (got {error.instance!r})"
     return message if len(message) <= MESSAGE_LIMIT else message[: MESSAGE_LIMIT - 1] + "…"
 
 
@@ -187,6 +213,13 @@ def _custom_errors(validator: jsonschema.protocols.Validator) -> Callable[[Any],
     return errors_of
 
 
+def _source_of(error: jsonschema.ValidationError, source: str, version: str) -> str:
+    """What found the error: the custom resource's schema, or the Kubernetes definitions it embeds."""
+    if source.startswith("kubernetes ") or id(error.schema) not in _definition_ids(version):
+        return source
+    return f"kubernetes {version} (strict) via {source}"
+
+
 def validate_manifest(obj: Mapping[str, Any], k8s_version: str = DEFAULT_K8S_VERSION) -> list[SchemaProblem]:
     """Problems of one manifest; an empty list when it validates. Raises ValueError for a
     Kubernetes version kubernetes-validate has no schemas for."""
@@ -216,7 +249,7 @@ def validate_manifest(obj: Mapping[str, Any], k8s_version: str = DEFAULT_K8S_VER
         errors, unchecked = _check(copy.deepcopy(dict(obj)), errors_of)
     except kubernetes_validate.SchemaNotFoundError as error:
         return [problem("", f"{error.message} (not a kind of this Kubernetes version)", source)]
-    found = [problem(_path(e.absolute_path), _message(e), source) for e in errors]
+    found = [problem(_path(e.absolute_path), _message(e), _source_of(e, source, version)) for e in errors]
     found += [problem(_path(e.absolute_path), f"not known offline, so not checked ({e.validator})", source, "warning") for e in unchecked]
     return found
 

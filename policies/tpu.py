@@ -186,7 +186,38 @@ def _shape_problem(pod: PodTemplate, accelerator: Any, topology: Any, via: str =
     )
 
 
+def _group_selection(pods: list[PodTemplate]) -> str | None:
+    """What is wrong with how a LeaderWorkerSet's hosts select their slice: every pod that takes
+    chips is one host of the group's slice, so all of them select the same accelerator, topology
+    (and ComputeClass). A leader that takes no chips (Pathways-style) is not a host and not compared."""
+    hosts = []
+    for pod in pods:
+        chips = pod.tpu_chips
+        shape = (pod.selector(ACC), pod.selector(TOPO), pod.compute_class)
+        if chips is UNKNOWN or UNKNOWN in shape:
+            return None
+        if chips:
+            hosts.append((pod.path, shape))
+    if len({shape for _, shape in hosts}) < 2:
+        return None
+    said = "; ".join(
+        f"{path} selects "
+        + ", ".join(f"{k}={v}" for k, v in zip((ACC, TOPO, facts.COMPUTE_CLASS_LABEL), shape, strict=True) if v is not None)
+        for path, shape in hosts
+    )
+    return (
+        f"the pods of one group take one TPU slice together, but its templates select different ones ({said}); "
+        f"the group's hosts never land on one slice and the group never forms. Give every template that requests "
+        f"{TPU} the same {ACC} and {TOPO}."
+    )
+
+
 def validate_pod_topology(args: StackValidationArgs, report: ReportViolation) -> None:
+    for obj in stack_objects(args.resources):
+        if obj.kind == "LeaderWorkerSet":
+            problem = _group_selection(pod_templates(obj))
+            if problem:
+                report(f"{obj.label}: {problem}", obj.urn)
     for obj, pod, classes in _pods(args):
         accelerator, topology, chips, chosen = pod.selector(ACC), pod.selector(TOPO), pod.tpu_chips, pod.compute_class
         if UNKNOWN in (accelerator, topology):
@@ -412,7 +443,7 @@ def validate_node_pool_shape(args: ResourceValidationArgs, report: ReportViolati
         return
     allowed = bool(args.get_config().get(ALLOW_MULTI_HOST, False))
     single = generation.single_host_slice(topology)
-    if single is not None:
+    if single is not None and not allowed:
         report(
             f"{label}: {topology} on {machine} is {shape.vms} nodes of {shape.chips_per_vm} chips; a pod that needs all {shape.chips} "
             f"chips on one node never schedules there. Use {single.machine_type} for a single-host {topology}.",
@@ -428,11 +459,56 @@ def validate_node_pool_shape(args: ResourceValidationArgs, report: ReportViolati
     if kind is not UNKNOWN and kind != "COMPACT":
         given = "not set" if kind is None else repr(kind)
         report(f"{label}: placementPolicy.type is {given}; GKE forms a multi-host TPU slice only with COMPACT placement.", None)
+    for problem in _multi_host_pool_problems(props, shape):
+        report(f"{label}: {problem}", None)
+
+
+# Node counts of a multi-host pool, per zone (in its one zone, the pool's): each is 0 or the slice's VMs.
+_NODE_COUNTS = (("nodeCount",), ("initialNodeCount",), ("autoscaling", "minNodeCount"))
+
+
+def _multi_host_pool_problems(props: dict[str, Any], shape: facts.Slice) -> Iterator[str]:
+    """A multi-host pool is one slice (components/facts.py MULTI_HOST_ZERO_MAX_REFUSED says why and
+    where from): its VMs in one zone, created and removed together, so every node count is 0 or the
+    slice's VMs, autoscaling by the per-zone counts (GKE checks the slice against maxNodeCount, which
+    total counts leave at 0) with location policy ANY. More slices are more pools."""
+    slice_of = f"a {shape.topology} slice is {shape.vms} VMs of {shape.machine_type}, created and removed as a unit"
+    zones = at(props, "nodeLocations")
+    if isinstance(zones, list) and UNKNOWN not in zones and len(zones) != 1:
+        yield (
+            f"nodeLocations {zones} lists {len(zones)} zones but {slice_of} in one zone; "
+            f"give the pool exactly one zone (one pool per slice)."
+        )
+    for path in _NODE_COUNTS:
+        value = whole(at(props, *path))
+        if value is not None and value is not UNKNOWN and value not in (0, shape.vms):
+            yield f"{'.'.join(path)} is {value} but {slice_of}: set it to 0 or {shape.vms} (one pool per slice)."
+    autoscaling = at(props, "autoscaling")
+    if not isinstance(autoscaling, dict):
+        return
+    totals = [k for k in ("totalMinNodeCount", "totalMaxNodeCount") if autoscaling.get(k) is not None]
+    maximum = whole(autoscaling.get("maxNodeCount"))
+    if totals:
+        yield (
+            f"autoscaling sets {' and '.join(totals)}, which leaves the per-zone maxNodeCount at 0, and GKE refuses the "
+            f'multi-host pool ("{facts.MULTI_HOST_ZERO_MAX_REFUSED} {shape.topology}"); set minNodeCount 0 or {shape.vms} '
+            f"and maxNodeCount {shape.vms} instead."
+        )
+    elif maximum is not UNKNOWN and maximum != shape.vms:
+        given = "not set" if maximum is None else maximum
+        yield f"autoscaling.maxNodeCount is {given} but {slice_of}: set it to {shape.vms} (one pool per slice)."
+    policy = autoscaling.get("locationPolicy")
+    if policy is not UNKNOWN and policy != facts.MULTI_HOST_LOCATION_POLICY:
+        yield (
+            f"autoscaling.locationPolicy is {policy or 'not set (BALANCED)'}; a multi-host slice is assembled only with "
+            f"{facts.MULTI_HOST_LOCATION_POLICY}."
+        )
 
 
 # --- tpu-node-pool-match (stack) -----------------------------------------------------------------
 def _pool_shape(props: dict[str, Any]) -> Any:
-    """(accelerator, topology) a TPU node pool offers; None for other pools; UNKNOWN when unreadable."""
+    """(accelerator, topology, machine type) a TPU node pool offers; None for other pools; UNKNOWN
+    when unreadable. The machine type tells the single-host and multi-host forms of one topology apart."""
     machine, topology = at(props, "nodeConfig", "machineType"), at(props, "placementPolicy", "tpuTopology")
     if UNKNOWN in (machine, topology):
         return UNKNOWN
@@ -442,7 +518,7 @@ def _pool_shape(props: dict[str, Any]) -> Any:
     generation = known[0]
     if topology is None:
         topology = next((s.topology for s in generation.slices if s.machine_type == machine and not s.multi_host), None)
-    return generation.accelerator, topology
+    return generation.accelerator, topology, machine
 
 
 def _standard_without_auto_provisioning(args: StackValidationArgs) -> bool:
@@ -459,19 +535,26 @@ def validate_node_pool_match(args: StackValidationArgs, report: ReportViolation)
     if UNKNOWN in pools.values():
         return
     offered = {shape: name for name, shape in pools.items() if shape is not None}
-    listing = "; ".join(f"{name}: {a} {t}" for (a, t), name in offered.items()) or "none"
+    listing = "; ".join(f"{name}: {a} {t}" + (f" on {m}" if m != _single_host_machine(a, t) else "") for (a, t, m), name in offered.items())
     for obj in stack_objects(args.resources):
         for pod in pod_templates(obj):
             where = placement(pod)  # by labels only: a ComputeClass creates or names its own nodes
-            if where is None or (where.generation.accelerator, where.topology) in offered:
+            if where is None or any((where.generation.accelerator, where.topology, s.machine_type) in offered for s in where.slices):
                 continue  # tpu-pod-topology reports selectors that name no slice at all
             machines = " or ".join(sorted({s.machine_type for s in where.slices}))
+            form = f" ({where.slices[0].vms} VMs: a multi-host pool)" if pod.multi_host else ""
             report(
-                f"{pod.label}: selects {where.generation.accelerator} {where.topology} but no TPU node pool of this Standard "
-                f"cluster has that shape (pools: {listing}); the pod stays Pending. Add a node pool of {machines} with "
+                f"{pod.label}: selects {where.generation.accelerator} {where.topology}{form} but no TPU node pool of this Standard "
+                f"cluster has that shape (pools: {listing or 'none'}); the pod stays Pending. Add a node pool of {machines} with "
                 f"placementPolicy.tpuTopology {where.topology}, or select a pool's shape.",
                 obj.urn,
             )
+
+
+def _single_host_machine(accelerator: str, topology: Any) -> str | None:
+    generation = facts.GENERATIONS.get(ACCELERATOR_TO_GENERATION.get(accelerator, ""))
+    found = generation.single_host_slice(topology) if generation and isinstance(topology, str) else None
+    return found.machine_type if found else None
 
 
 # --- gke-version-for-tpu (stack) -----------------------------------------------------------------
@@ -523,7 +606,8 @@ POLICIES = [
     StackValidationPolicy(
         name="tpu-pod-topology",
         description="Pods that use TPUs select both TPU node labels, with an accelerator and topology GKE offers, "
-        "and a topology one pod can hold unless the workload is built for multi-host.",
+        "and a topology one pod can hold unless the workload is built for multi-host, whose group is one pod per "
+        "VM of the slice, every host selecting the same slice.",
         validate=validate_pod_topology,
         enforcement_level=EnforcementLevel.MANDATORY,
         severity=Severity.HIGH,
@@ -555,7 +639,8 @@ POLICIES = [
     ResourceValidationPolicy(
         name="tpu-node-pool-shape",
         description="A TPU node pool's machine type, generation and placement topology agree with the TPU catalog, "
-        "and a pod that needs all its chips on one node can schedule on it.",
+        "and a pod that needs all its chips on one node can schedule on it; a multi-host pool (opt-in) is one slice: "
+        "COMPACT placement, one zone, 0 or the slice's hosts as node counts.",
         validate=validate_node_pool_shape,
         enforcement_level=EnforcementLevel.MANDATORY,
         severity=Severity.HIGH,
@@ -572,7 +657,7 @@ POLICIES = [
     StackValidationPolicy(
         name="tpu-node-pool-match",
         description="On a Standard cluster without node auto-provisioning, every TPU pod selects the accelerator and "
-        "topology of a node pool of the stack.",
+        "topology of a node pool of the stack, in the single- or multi-host form the pod needs.",
         validate=validate_node_pool_match,
         enforcement_level=EnforcementLevel.MANDATORY,
         severity=Severity.HIGH,

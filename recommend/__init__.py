@@ -383,6 +383,9 @@ def _print_tables(console: Console, request: Request, plans: Sequence[Plan]) -> 
         console.print(f"[bold]choice:[/] {choice.describe()}")
         kv_key = f", kvCacheDtype: {choice.kv_cache_dtype}" if choice.kv_cache_dtype != sizing.DEFAULT_KV_CACHE_DTYPE else ""
         kv_flag = f" --kv-cache-dtype {choice.kv_cache_dtype}" if kv_key else ""
+        # What the stack needs to build a multi-host slice (components/config.py): the opt-in and one zone.
+        if choice.slice.multi_host:
+            kv_key += ", allowMultiHost: true, zones: one zone"
         console.print(
             f"  stack config: generation: {plan.generation.name}, topology: {choice.slice.topology}, machineType: "
             f"{choice.slice.machine_type}{kv_key}; vLLM: --tensor-parallel-size {choice.tensor_parallel_size} "

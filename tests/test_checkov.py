@@ -5,6 +5,17 @@ skipped one is skipped on purpose, with its reason, on the object where Checkov 
 Checkov runs from its own virtualenv (`.venv-checkov`, its pins conflict with pulumi's), or from
 the path in $CHECKOV. Without it the scan is skipped locally and fails under CI=true.
 
+Checkov reads pod templates only at `spec.template` of Deployment, DaemonSet, Job, ReplicaSet,
+ReplicationController, StatefulSet and DeploymentConfig (checkov/kubernetes/kubernetes_utils.py
+SUPPORTED_POD_CONTAINERS_TYPES); its container checks support those kinds, Pod and CronJob. A
+LeaderWorkerSet's templates sit at spec.leaderWorkerTemplate.{leader,worker}Template: Checkov parses
+the object, runs no check on it and counts no resource (no failure, no parse error: silence). So the
+scan renders each LeaderWorkerSet's leader and worker templates as standalone Deployments
+(`<name>-leader`, `<name>-worker`, the LeaderWorkerSet's metadata and skip annotations), which Checkov
+checks like the single-host Deployment; their skips are expected under the LeaderWorkerSet's name.
+Besides the shipped stacks, the scan covers the program's multi-host example (the config of
+tests/test_multihost.py), the only stack that registers a LeaderWorkerSet.
+
 Checkov's CKV2_K8S_6 (a NetworkPolicy per pod) matches policies to pods across namespaces, so a
 `podSelector: {}` policy in one namespace hides a namespace without any; test_hardening checks
 the policies namespace by namespace.
@@ -12,6 +23,8 @@ the policies namespace by namespace.
 
 from __future__ import annotations
 
+import copy
+import functools
 import json
 import os
 import re
@@ -22,9 +35,14 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 import pytest
+import yaml
+from test_multihost import OVERRIDES as MULTI_HOST_OVERRIDES
 
+from conftest import NumberedProjectMocks, build_config
 from helpers import STACKS, objects, shipped_run
+from offline_plan.harness import ProgramRun, run_program
 from offline_plan.render import write_manifests
+from offline_plan.schemas import kubernetes_manifests
 
 # checkov in its own virtualenv over every stack's manifests: the slow tier (make test-full);
 # tests/test_hardening.py checks the same manifests in the fast tier.
@@ -39,6 +57,9 @@ SKIP_ANNOTATION = re.compile(r"^checkov\.io/skip\d+$")
 EXPECTED_SKIPS: dict[tuple[str, str], set[str]] = {
     # vllm/vllm-tpu runs as root; the image is pinned by tag, not digest.
     ("Deployment", "vllm"): {"CKV_K8S_23", "CKV_K8S_40", "CKV_K8S_43"},
+    # The same vLLM image on every host of a multi-host group (its templates, rendered as Deployments).
+    # Ray workers have no port of their own to probe; the leader's /health speaks for the group.
+    ("LeaderWorkerSet", "vllm"): {"CKV_K8S_8", "CKV_K8S_9", "CKV_K8S_23", "CKV_K8S_40", "CKV_K8S_43"},
     # Google's adapter image as published: root on 443 with NET_BIND_SERVICE, calls the API.
     ("Deployment", "custom-metrics-stackdriver-adapter"): {"CKV_K8S_23", "CKV_K8S_25", "CKV_K8S_38", "CKV_K8S_40", "CKV_K8S_43"},
     # Google's external-metrics-reader role: external metrics are resources named after each metric.
@@ -47,6 +68,70 @@ EXPECTED_SKIPS: dict[tuple[str, str], set[str]] = {
     ("ClusterRoleBinding", "external-metrics-reader"): {"CKV2_K8S_5"},
 }
 TIMEOUT_SECONDS = 300
+LWS_KIND = "LeaderWorkerSet"
+LWS_TEMPLATES = {"leader": "leaderTemplate", "worker": "workerTemplate"}
+# The program's multi-host example, scanned next to the shipped stacks.
+MULTI_HOST = "multi-host"
+SOURCES = (*STACKS, MULTI_HOST)
+
+
+@functools.cache
+def _multi_host_run() -> ProgramRun:
+    config, secrets = build_config(MULTI_HOST_OVERRIDES)
+    return run_program("test", config, secrets, project="tpu-serving", plan_mocks=NumberedProjectMocks())
+
+
+def multi_host_manifests() -> list[dict[str, Any]]:
+    """The program's multi-host example (tests/test_multihost.py: Llama 3.1 405B on v6e 4x8), as
+    the offline plan renders it."""
+    return copy.deepcopy(kubernetes_manifests(_multi_host_run().registrations))
+
+
+def manifests_of(source: str) -> list[dict[str, Any]]:
+    return multi_host_manifests() if source == MULTI_HOST else objects(shipped_run(source))
+
+
+def as_deployments(lws: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """A LeaderWorkerSet's pod templates as the Deployments Checkov reads: one per template (the
+    worker's stands in for a leader the LeaderWorkerSet leaves out), with the LeaderWorkerSet's
+    metadata, so its checkov.io/skip annotations apply as they would to a Deployment."""
+    group = lws["spec"]["leaderWorkerTemplate"]
+    rendered = []
+    for role, field in LWS_TEMPLATES.items():
+        template = copy.deepcopy(group.get(field) or group["workerTemplate"])
+        labels = (template.get("metadata") or {}).get("labels") or {"app": lws["metadata"]["name"]}
+        template.setdefault("metadata", {})["labels"] = labels
+        metadata = {**copy.deepcopy(lws["metadata"]), "name": f"{lws['metadata']['name']}-{role}"}
+        spec = {"replicas": 1, "selector": {"matchLabels": labels}, "template": template}
+        rendered.append({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": metadata, "spec": spec})
+    return rendered
+
+
+def write_for_checkov(
+    manifests: list[dict[str, Any]], directory: Path, *, originals: bool = True
+) -> dict[tuple[str, str], tuple[str, str]]:
+    """Writes the manifests (or, with originals=False, only what is rendered from them), a
+    LeaderWorkerSet also as Deployments; returns what each rendered Deployment stands for:
+    ("Deployment", "vllm-worker") -> ("LeaderWorkerSet", "vllm")."""
+    stands_for = {}
+    for index, manifest in enumerate(manifests):
+        extra = as_deployments(manifest) if manifest["kind"] == LWS_KIND else []
+        for rendered in extra:
+            stands_for[("Deployment", rendered["metadata"]["name"])] = (LWS_KIND, manifest["metadata"]["name"])
+        written = [manifest, *extra] if originals else extra
+        if written:
+            (directory / f"checkov-{index:03d}-{manifest['kind'].lower()}.yaml").write_text(yaml.safe_dump_all(written, sort_keys=True))
+    return stands_for
+
+
+def test_a_leader_worker_set_is_rendered_as_one_deployment_per_template(tmp_path: Path) -> None:
+    lws = next(m for m in multi_host_manifests() if m["kind"] == LWS_KIND)
+    stands_for = write_for_checkov([lws], tmp_path)
+    assert stands_for == {("Deployment", "vllm-leader"): (LWS_KIND, "vllm"), ("Deployment", "vllm-worker"): (LWS_KIND, "vllm")}
+    [leader, worker] = as_deployments(lws)
+    assert leader["spec"]["template"] == lws["spec"]["leaderWorkerTemplate"]["leaderTemplate"]
+    assert worker["spec"]["template"] == lws["spec"]["leaderWorkerTemplate"]["workerTemplate"]
+    assert leader["metadata"]["annotations"] == lws["metadata"]["annotations"]
 
 
 def pinned_version() -> str:
@@ -69,6 +154,10 @@ def missing(reason: str) -> NoReturn:
     pytest.skip(reason)
 
 
+# Per scan: the Deployments rendered from a LeaderWorkerSet, and which one each stands for.
+STANDS_FOR: dict[str, dict[tuple[str, str], tuple[str, str]]] = {}
+
+
 @pytest.fixture(scope="module")
 def reports(tmp_path_factory: pytest.TempPathFactory) -> dict[str, dict[str, Any]]:
     """One Checkov run per stack, all started at once; Checkov's JSON report of each."""
@@ -82,9 +171,15 @@ def reports(tmp_path_factory: pytest.TempPathFactory) -> dict[str, dict[str, Any
     version = subprocess.run([str(binary), "--version"], capture_output=True, text=True, timeout=120, check=True).stdout.strip()
     assert version == pinned_version(), f"{binary} is checkov {version}; {REQUIREMENTS.name} pins {pinned_version()}"
     running = {}
-    for stack in STACKS:
+    for stack in SOURCES:
         directory = tmp_path_factory.mktemp(f"manifests-{stack}")
-        assert write_manifests(shipped_run(stack), directory)
+        if stack == MULTI_HOST:
+            stands_for = write_for_checkov(manifests_of(stack), directory)
+        else:
+            assert write_manifests(shipped_run(stack), directory)
+            # A LeaderWorkerSet the program registers is also rendered as the Deployments Checkov reads.
+            stands_for = write_for_checkov(manifests_of(stack), directory, originals=False)
+        STANDS_FOR[stack] = stands_for
         # --skip-download: no call to Prisma Cloud for guidelines or policies; the scan stays offline.
         command = [str(binary), "-d", str(directory), "--framework", "kubernetes", "-o", "json", "--skip-download"]
         running[stack] = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -119,7 +214,7 @@ def kind_and_name(resource: str) -> tuple[str, str]:
     return kind, name
 
 
-stacks = pytest.mark.parametrize("stack", STACKS)
+stacks = pytest.mark.parametrize("stack", SOURCES)
 
 
 @stacks
@@ -127,8 +222,12 @@ def test_checkov_reads_every_workload(stack: str, reports: dict[str, dict[str, A
     report = reports[stack]
     assert report["parsing_errors"] == 0
     checked = {kind_and_name(c["resource"]) for part in report["results"].values() for c in part}
-    workloads = {("Deployment", str(d["metadata"]["name"])) for d in objects(shipped_run(stack), "Deployment")}
+    manifests = manifests_of(stack)
+    workloads = {("Deployment", str(d["metadata"]["name"])) for d in manifests if d["kind"] == "Deployment"}
+    workloads |= {("Deployment", f"{m['metadata']['name']}-{role}") for m in manifests if m["kind"] == LWS_KIND for role in LWS_TEMPLATES}
     assert workloads and workloads <= checked, f"not scanned: {sorted(workloads - checked)}"
+    # Checkov itself reads nothing of a LeaderWorkerSet: its templates are checked through the Deployments.
+    assert not {obj for obj in checked if obj[0] == LWS_KIND}
 
 
 @stacks
@@ -145,7 +244,8 @@ def test_every_skip_is_expected_and_says_why(stack: str, reports: dict[str, dict
     for check in reports[stack]["results"]["skipped_checks"]:
         reason = (check.get("check_result") or {}).get("suppress_comment") or ""
         assert reason.strip() and reason != "No comment provided", f"no reason: {where(check)}"
-        skipped.setdefault(kind_and_name(check["resource"]), set()).add(check["check_id"])
+        obj = kind_and_name(check["resource"])
+        skipped.setdefault(STANDS_FOR[stack].get(obj, obj), set()).add(check["check_id"])
     # Exactly the expected set per object: a new skip needs a decision, a missing one means
     # Checkov ignored an annotation.
     for obj, checks in skipped.items():
@@ -167,7 +267,7 @@ def annotations_anywhere(value: Any, path: str = "") -> Iterator[tuple[str, str,
 def test_skip_annotations_sit_where_checkov_reads_them(stack: str) -> None:
     """Checkov reads skips from the object's own metadata.annotations only: on a pod template
     they are silently ignored. A reason holding "=" breaks Checkov's parser."""
-    for obj in objects(shipped_run(stack)):
+    for obj in manifests_of(stack):
         for path, key, value in annotations_anywhere(obj):
             label = f"{obj['kind']} {obj['metadata'].get('name')}: {path}.{key}"
             assert path == "metadata.annotations", f"{label}: checkov does not read skips there"

@@ -7,8 +7,11 @@ import copy
 from typing import Any
 
 import pytest
+import yaml
+from test_multihost import OVERRIDES as MULTI_HOST_OVERRIDES
 
-from helpers import shipped_run
+from conftest import RunStack
+from helpers import ROOT, shipped_run
 from offline_plan import schemas
 from offline_plan.harness import PLACEHOLDER, SECRET_MARKER
 
@@ -34,6 +37,33 @@ POD_MONITORING: dict[str, Any] = {
         "endpoints": [{"port": 8000.0, "path": "/metrics", "interval": "15s", "timeout": "10s"}],
     },
 }
+
+# Hand-built after the multi-host stack's LeaderWorkerSet (tests/fixtures/policy/multihost-stack.yaml),
+# numbers as they cross the wire (floats).
+HOST_TEMPLATE: dict[str, Any] = {
+    "metadata": {"labels": {"app": "vllm"}},
+    "spec": {
+        "nodeSelector": {"cloud.google.com/gke-tpu-topology": "4x8"},
+        "containers": [{"name": "vllm", "image": "vllm/vllm-tpu:v0.22.0", "resources": {"limits": {"google.com/tpu": "4"}}}],
+    },
+}
+LEADER_WORKER_SET: dict[str, Any] = {
+    "apiVersion": "leaderworkerset.x-k8s.io/v1",
+    "kind": "LeaderWorkerSet",
+    "metadata": {"name": "vllm", "namespace": "vllm-llama-405b"},
+    "spec": {
+        "replicas": 1.0,
+        "startupPolicy": "LeaderCreated",
+        "rolloutStrategy": {"type": "RollingUpdate", "rollingUpdateConfiguration": {"maxSurge": 0.0, "maxUnavailable": 1.0}},
+        "leaderWorkerTemplate": {
+            "size": 8.0,
+            "restartPolicy": "RecreateGroupOnPodRestart",
+            "leaderTemplate": copy.deepcopy(HOST_TEMPLATE),
+            "workerTemplate": copy.deepcopy(HOST_TEMPLATE),
+        },
+    },
+}
+LWS_SCHEMA = "offline_plan/schemas/leaderworkerset-leaderworkerset.x-k8s.io-v1.json"
 
 
 def edited(obj: dict[str, Any], path: str, value: Any) -> dict[str, Any]:
@@ -114,6 +144,60 @@ def test_pod_monitoring_schema_accepts_the_crd_shape_and_rejects_typos() -> None
     assert [p.path for p in errors(edited(POD_MONITORING, "spec.endpoints", []))] == ["spec.endpoints"]
 
 
+def test_a_leader_worker_set_validates_against_its_schema() -> None:
+    assert schemas.validate_manifest(LEADER_WORKER_SET) == []
+    minimal = {**LEADER_WORKER_SET, "spec": {"leaderWorkerTemplate": {"workerTemplate": HOST_TEMPLATE}}}
+    assert schemas.validate_manifest(minimal) == []
+    assert schemas.validate_manifest(edited(LEADER_WORKER_SET, "spec.rolloutStrategy.rollingUpdateConfiguration.maxSurge", "25%")) == []
+    assert schemas.validate_manifest(edited(LEADER_WORKER_SET, "spec.replicas", f"{PLACEHOLDER}-groups")) == []
+
+
+def test_a_leader_worker_set_with_a_wrong_field_type_or_enum_fails_where_it_is_wrong() -> None:
+    group = "spec.leaderWorkerTemplate"
+    cases = {
+        f"{group}.sise": (8, group, "'sise' was unexpected"),
+        "spec.leaderWorkerTemplat": ({}, "spec", "'leaderWorkerTemplat' was unexpected"),
+        f"{group}.size": ("eight", f"{group}.size", "is not of type 'integer'"),
+        f"{group}.restartPolicy": ("Always", f"{group}.restartPolicy", "is not one of"),
+        "spec.startupPolicy": ("LeaderFirst", "spec.startupPolicy", "is not one of"),
+        "spec.rolloutStrategy.type": ("Recreate", "spec.rolloutStrategy.type", "is not one of"),
+        "spec.rolloutStrategy.rollingUpdateConfiguration.maxSurge": (
+            "150%",
+            "spec.rolloutStrategy.rollingUpdateConfiguration.maxSurge",
+            "",
+        ),
+        "spec.rolloutStrategy.rollingUpdateConfiguration.maxUnavailable": (
+            0,
+            "spec.rolloutStrategy.rollingUpdateConfiguration",
+            "not both 0",
+        ),
+        "spec.replicas": (-1, "spec.replicas", "less than the minimum"),
+        "spec.networkConfig": ({"subdomainPolicy": "PerGroup"}, "spec.networkConfig.subdomainPolicy", "is not one of"),
+        "metadata.name": ("vLLM_405b", "metadata.name", "does not match"),
+    }
+    for path, (value, where, text) in cases.items():
+        found = errors(edited(LEADER_WORKER_SET, path, value))
+        assert [(p.path, p.schema) for p in found] == [(where, LWS_SCHEMA)], path
+        assert text in found[0].message, (path, found[0].message)
+    no_workers = copy.deepcopy(LEADER_WORKER_SET)
+    del no_workers["spec"]["leaderWorkerTemplate"]["workerTemplate"]
+    assert [(p.path, p.message) for p in errors(no_workers)] == [(group, "'workerTemplate' is a required property")]
+
+
+def test_a_typo_inside_a_pod_template_of_a_leader_worker_set_fails_strict_validation() -> None:
+    worker = "spec.leaderWorkerTemplate.workerTemplate"
+    [typo] = errors(edited(LEADER_WORKER_SET, f"{worker}.spec.containers.0.imagePullPolicyy", "Always"))
+    assert typo.path == f"{worker}.spec.containers[0]"
+    assert "imagePullPolicyy" in typo.message
+    assert typo.schema == f"kubernetes {schemas.DEFAULT_K8S_VERSION} (strict) via {LWS_SCHEMA}"
+    [wrong_type] = errors(
+        edited(LEADER_WORKER_SET, "spec.leaderWorkerTemplate.leaderTemplate.spec.containers.0.ports", [{"containerPort": "http"}])
+    )
+    assert wrong_type.path == "spec.leaderWorkerTemplate.leaderTemplate.spec.containers[0].ports[0].containerPort"
+    [node_selector] = errors(edited(LEADER_WORKER_SET, f"{worker}.spec.nodeSelectr", {}))
+    assert node_selector.path == f"{worker}.spec"
+
+
 def test_api_service_is_a_builtin_kind() -> None:
     service = {
         "apiVersion": "apiregistration.k8s.io/v1",
@@ -130,4 +214,23 @@ def test_the_real_prod_plan_manifests_validate() -> None:
     manifests = schemas.kubernetes_manifests(shipped_run("prod").registrations)
     assert {m["kind"] for m in manifests} >= {"Deployment", "Secret", "PodMonitoring", "APIService", "HorizontalPodAutoscaler"}
     problems = schemas.validate_all(manifests, schemas.k8s_version_of("1.33.5-gke.1080000"))
+    assert problems == [], "\n".join(p.describe() for p in problems)
+
+
+def test_the_programs_multi_host_manifests_validate(run_stack: RunStack) -> None:
+    """The program's multi-host example (tests/test_multihost.py: Llama 3.1 405B on v6e 4x8): its
+    LeaderWorkerSet against the schema, its pod templates strict, and everything around it."""
+    manifests = schemas.kubernetes_manifests(run_stack(MULTI_HOST_OVERRIDES).registrations)
+    assert {"LeaderWorkerSet", "PodDisruptionBudget", "HorizontalPodAutoscaler", "PodMonitoring"} <= {m["kind"] for m in manifests}
+    problems = schemas.validate_all(manifests)
+    assert problems == [], "\n".join(p.describe() for p in problems)
+
+
+def test_the_multi_host_fixture_manifests_validate() -> None:
+    """The policy pack's multi-host stack (a LeaderWorkerSet shaped like the program's, its Service
+    and HPA) validates as the plan would validate it."""
+    fixture = yaml.safe_load((ROOT / "tests" / "fixtures" / "policy" / "multihost-stack.yaml").read_text())
+    manifests = [r["properties"] for r in fixture if r["type"].startswith("kubernetes:")]
+    assert "LeaderWorkerSet" in {m["kind"] for m in manifests}
+    problems = schemas.validate_all(manifests)
     assert problems == [], "\n".join(p.describe() for p in problems)

@@ -16,9 +16,10 @@ from typing import Any, cast
 import pytest
 import yaml
 from pulumi_policy import PolicyCustomTimeouts, PolicyResourceOptions, ResourceValidationArgs
+from test_multihost import OVERRIDES as MULTI_HOST_OVERRIDES
 
 from components import facts, tokens
-from conftest import in_process_policy_session
+from conftest import RunStack, in_process_policy_session
 from offline_plan.sdk import UNKNOWN, unknown_checking_proxy
 from policies import pack, tpu
 from policy_runner import PolicyPackSession, Report, StackResource, load_manifests
@@ -309,7 +310,11 @@ def test_legitimate_variations_pass(session: PolicyPackSession, stack: Stack, ch
 
 
 def test_multi_host_pools_pass_when_the_config_allows_them(session: PolicyPackSession, stack: Stack) -> None:
+    vms = V6E.slices_of("4x4")[0].vms
     changed = tpu_pool(stack, "ct6e-standard-4t", "4x4")
+    # A multi-host pool holds 0 or one slice's VMs (the single-host pool scaled 1-3 VMs).
+    one_slice = {"minNodeCount": 0, "maxNodeCount": vms, "locationPolicy": facts.MULTI_HOST_LOCATION_POLICY}
+    changed = edit(changed, POOL, lambda p: p.update(autoscaling=one_slice, nodeLocations=["us-east5-b"]), which="llama-70b")
     allowed = check(session, changed, {"all": "mandatory", "tpu-node-pool-shape": {"allowMultiHost": True}})
     assert messages(allowed, "tpu-node-pool-shape") == []
 
@@ -336,6 +341,153 @@ def test_a_leader_worker_set_may_use_a_multi_host_slice(session: PolicyPackSessi
     )
     report = check(session, [lws])
     assert report.violations == (), [v.detail for v in report.violations]
+
+
+MULTI_HOST_STACK = ROOT / "tests" / "fixtures" / "policy" / "multihost-stack.yaml"
+# What a multi-host stack's policy config sets: the opt-in for multi-host pools.
+MULTI_HOST_CONFIG = {"tpu-node-pool-shape": {tpu.ALLOW_MULTI_HOST: True}}
+LWS = "kubernetes:leaderworkerset.x-k8s.io/v1:LeaderWorkerSet"
+V6E_4X8 = V6E.slices_of("4x8")[0]
+
+
+@pytest.fixture(scope="module")
+def multi_host() -> Stack:
+    return [StackResource.from_mapping(raw) for raw in yaml.safe_load(MULTI_HOST_STACK.read_text())]
+
+
+def group(props: dict[str, Any], which: str) -> dict[str, Any]:
+    return cast(dict[str, Any], props["spec"]["leaderWorkerTemplate"][which]["spec"])
+
+
+def host_chips(chips: str) -> Callable[[dict[str, Any]], None]:
+    def change(props: dict[str, Any]) -> None:
+        group(props, "workerTemplate")["containers"][0]["resources"] = {"requests": {TPU: chips}, "limits": {TPU: chips}}
+
+    return change
+
+
+def pool_change(**fields: Any) -> Callable[[dict[str, Any]], None]:
+    return lambda p: p.update(fields)
+
+
+MULTI_HOST_CASES: list[tuple[str, Callable[[Stack], Stack], str]] = [
+    # Every host of a group on one slice.
+    (
+        "tpu-pod-topology",
+        lambda s: edit(s, LWS, lambda p: group(p, "workerTemplate")["nodeSelector"].update({ACC: "tpu-v5-lite-podslice"})),
+        "its templates select different ones",
+    ),
+    # Group size = hosts of the slice.
+    (
+        "tpu-pod-topology",
+        lambda s: edit(s, LWS, lambda p: p["spec"]["leaderWorkerTemplate"].update(size=V6E_4X8.vms // 2)),
+        f"{V6E_4X8.vms // 2} pods take one slice together but it is {V6E_4X8.vms} VM(s)",
+    ),
+    # Chips per host = chips of one VM of the slice's machine type.
+    ("tpu-chip-request", lambda s: edit(s, LWS, host_chips(str(V6E_4X8.chips))), f"must take all {V6E_4X8.chips_per_vm} chips"),
+    (
+        "tpu-tensor-parallel",
+        lambda s: edit(
+            s,
+            LWS,
+            lambda p: group(p, "leaderTemplate")["containers"][0]["args"].__setitem__(3, f"--tensor-parallel-size={V6E_4X8.chips // 2}"),
+        ),
+        f"the slice holds {V6E_4X8.chips} chips",
+    ),
+    # Topology = the pool's topology.
+    (
+        "tpu-node-pool-match",
+        lambda s: edit(s, POOL, lambda p: p["placementPolicy"].update(tpuTopology="8x8"), which="llama-405b-0"),
+        "(8 VMs: a multi-host pool) but no TPU node pool",
+    ),
+    # Multi-host pools: COMPACT, one zone, 0 or hosts nodes.
+    (
+        "tpu-node-pool-shape",
+        lambda s: edit(
+            s, POOL, lambda p: p.pop("placementPolicy") and p.update(placementPolicy={"tpuTopology": "4x8"}), which="llama-405b-0"
+        ),
+        "only with COMPACT",
+    ),
+    (
+        "tpu-node-pool-shape",
+        lambda s: edit(s, POOL, pool_change(nodeLocations=["us-east5-a", "us-east5-b"]), which="llama-405b-0"),
+        "lists 2 zones",
+    ),
+    (
+        "tpu-node-pool-shape",
+        lambda s: edit(s, POOL, lambda p: p["autoscaling"].update(maxNodeCount=V6E_4X8.vms // 2), which="llama-405b-0"),
+        f"autoscaling.maxNodeCount is {V6E_4X8.vms // 2}",
+    ),
+    (
+        "tpu-node-pool-shape",
+        lambda s: edit(s, POOL, lambda p: p["autoscaling"].update(minNodeCount=1), which="llama-405b-0"),
+        f"autoscaling.minNodeCount is 1 but a 4x8 slice is {V6E_4X8.vms} VMs",
+    ),
+    (
+        "tpu-node-pool-shape",
+        lambda s: edit(
+            s,
+            POOL,
+            lambda p: p.update(autoscaling={"totalMinNodeCount": 0, "totalMaxNodeCount": V6E_4X8.vms, "locationPolicy": "ANY"}),
+            which="llama-405b-0",
+        ),
+        facts.MULTI_HOST_ZERO_MAX_REFUSED,
+    ),
+    (
+        "tpu-node-pool-shape",
+        lambda s: edit(s, POOL, lambda p: p["autoscaling"].update(locationPolicy="BALANCED"), which="llama-405b-0"),
+        f"assembled only with {facts.MULTI_HOST_LOCATION_POLICY}",
+    ),
+]
+
+
+def test_the_programs_multi_host_stack_passes_with_the_opt_in_and_only_the_opt_in(session: PolicyPackSession, run_stack: RunStack) -> None:
+    """The program's multi-host example (tests/test_multihost.py), as `make plan` hands it to the pack."""
+    resources = run_stack(MULTI_HOST_OVERRIDES).policy_resources()
+    assert any(r.type == LWS for r in resources)
+    allowed = check(session, resources, MULTI_HOST_CONFIG)
+    assert allowed.violations == (), [v.detail for v in allowed.violations]
+    refused = check(session, resources)
+    assert {v.policy_name for v in refused.violations} == {"tpu-node-pool-shape"}
+    assert all(tpu.ALLOW_MULTI_HOST in v.detail for v in refused.violations)
+
+
+def test_the_multi_host_stack_passes_with_the_opt_in_and_only_the_opt_in(session: PolicyPackSession, multi_host: Stack) -> None:
+    assert check(session, multi_host, MULTI_HOST_CONFIG).violations == ()
+    assert {v.policy_name for v in check(session, multi_host).violations} == {"tpu-node-pool-shape"}
+
+
+@pytest.mark.parametrize(("policy", "change", "expected"), MULTI_HOST_CASES, ids=[f"{p}:{e[:30]}" for p, _, e in MULTI_HOST_CASES])
+def test_a_change_trips_the_multi_host_rule(
+    session: PolicyPackSession, multi_host: Stack, policy: str, change: Callable[[Stack], Stack], expected: str
+) -> None:
+    found = messages(check(session, change(multi_host), MULTI_HOST_CONFIG), policy)
+    assert any(expected in m for m in found), found
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        pytest.param(
+            lambda s: edit(s, POOL, lambda p: p["autoscaling"].update(minNodeCount=V6E_4X8.vms), which="llama-405b-0"), id="min = hosts"
+        ),
+        pytest.param(lambda s: edit(s, POOL, lambda p: p.pop("nodeLocations"), which="llama-405b-0"), id="zone from a zonal cluster"),
+        pytest.param(
+            lambda s: edit(s, LWS, lambda p: p["spec"]["leaderWorkerTemplate"].pop("leaderTemplate")), id="leader = worker template"
+        ),
+    ],
+)
+def test_legitimate_multi_host_variations_pass(session: PolicyPackSession, multi_host: Stack, change: Callable[[Stack], Stack]) -> None:
+    report = check(session, change(multi_host), MULTI_HOST_CONFIG)
+    assert report.violations == (), [v.detail for v in report.violations]
+
+
+def test_a_single_host_pod_does_not_match_the_multi_host_form_of_its_topology(session: PolicyPackSession, stack: Stack) -> None:
+    """v6e 2x4 is one 8-chip VM or two 4-chip VMs: a pool of the second never runs a pod that needs the first."""
+    [two_vms] = [s for s in V6E.slices_of("2x4") if s.multi_host]
+    changed = tpu_pool(stack, two_vms.machine_type, "2x4")
+    found = messages(check(session, changed, MULTI_HOST_CONFIG), "tpu-node-pool-match")
+    assert any(f"on {two_vms.machine_type})" in m for m in found), found
 
 
 def test_the_seed_trips_what_it_should(session: PolicyPackSession) -> None:

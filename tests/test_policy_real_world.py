@@ -62,6 +62,11 @@ CLASSES: list[tuple[str, str, dict[str, str]]] = [
     ("vLLM text per image family", "vllm-family", {"vllm-minimum-version": f"Use {facts.VLLM_GPU_IMAGE_REPOSITORY}:v"}),
     ("moving tags", "moving-tags", {"image-tag-pinned": "moving tag"}),
     ("every workload kind", "kinds", {"image-tag-pinned": "uses latest", "tpu-chip-request": "requests 8 google.com/tpu"}),
+    (
+        "multi-host LeaderWorkerSet: one slice, group size = hosts, chips per host",
+        "multihost",
+        {"tpu-pod-topology": "its templates select different ones", "tpu-chip-request": "must take all 4 chips of its node"},
+    ),
 ]
 
 
@@ -151,6 +156,24 @@ def test_a_multi_host_group_must_match_the_slice(session: PolicyPackSession) -> 
         changed = type(job)(job.urn, job.type, job.name, {**job.properties, "spec": spec})
         messages = found(session.analyze([changed]), "tpu-pod-topology")
         assert any(expected in m for m in messages), messages
+
+
+def test_each_broken_multi_host_group_is_named_with_its_fault(session: PolicyPackSession) -> None:
+    """One LeaderWorkerSet per rule: hosts on different slices, a group smaller than the slice, a host
+    asking for more chips than its VM has. The numbers come from the catalog, not from the test."""
+    v6e = facts.GENERATIONS["v6e"]
+    [slice_4x8] = v6e.slices_of("4x8")
+    report = check(session, "multihost-fail.yaml")
+    messages = [(v.policy_name, v.detail) for v in report.violations]
+
+    def said(policy: str, name: str, text: str) -> bool:
+        return any(p == policy and d.startswith(f"LeaderWorkerSet vllm/{name}") and text in d for p, d in messages)
+
+    assert said("tpu-pod-topology", "split-slice", "select different ones"), messages
+    assert said("tpu-pod-topology", "short-group", f"4 pods take one slice together but it is {slice_4x8.vms} VM(s)"), messages
+    assert said("tpu-chip-request", "fat-hosts", f"must take all {slice_4x8.chips_per_vm} chips of its node ({slice_4x8.machine_type})"), (
+        messages
+    )
 
 
 def test_templates_are_reported_as_not_checked() -> None:
