@@ -14,10 +14,15 @@ Quantized checkpoints: the weight format comes from config.json's quantization_c
 catalog model's quantized sibling, from the model id (`-FP8`, `-Int8`/`-W8A8`, `-AWQ`/`-Int4`/
 `-GPTQ-Int4`/`-W4A16`); embeddings, the output head and a vision tower stay in 16 bits.
 
-Left out, because their published config.json could not be read here and sizing numbers must not be
-guessed: Gemma 4 (its attention layout is modelled: `global_head_dim`, `num_global_key_value_heads`,
-`attention_k_eq_v`, so `--from-hub` or `--config-json` with `--params-b` sizes it), the Qwen3 2507
-releases, Qwen3-VL, Llama 4, gpt-oss, Phi-4 and the DeepSeek-R1 distills.
+Since issue 15 the catalog also holds models whose Hub config.json could not be read here, with the
+numbers from their makers' own repositories (the fact file's _source): Gemma 4 31B and 26B-A4B
+(google-deepmind/gemma), the Qwen3 2507 releases of 30B-A3B and 4B (QwenLM/Qwen3), gpt-oss-120b
+(openai/gpt-oss) and the DeepSeek-R1 distills of Llama-3.1-8B, Qwen2.5-32B and Llama-3.3-70B.
+Still out, as no maker's source here states their sizing numbers (they must not be guessed):
+Qwen3-235B-A22B-2507 and Qwen3-Coder (no hidden sizes or head counts), Llama 4 (totals and context
+only), gpt-oss-20b (its layers and experts are not in openai/gpt-oss), Qwen3-VL (vision tower),
+Phi-4, the Gemma 4 E2B/E4B (per-layer embeddings and audio encoder not modelled) and the Qwen2.5-Math
+based distills. `--from-hub` or `--config-json` (with `--params-b`) sizes any of them.
 """
 
 from __future__ import annotations
@@ -150,11 +155,28 @@ def _family(
     head_dim: int,
     max_context: int,
     unquantized_b: float = 0.0,
+    global_attention: tuple[int, int, int] = (0, 0, 0),
 ) -> tuple[ModelArch, ...]:
     """Base and instruction-tuned variants share one architecture. unquantized_b: embeddings,
-    output head and vision tower, which a quantized sibling keeps in 16 bits."""
+    output head and vision tower, which a quantized sibling keeps in 16 bits. global_attention:
+    (layers, KV heads, head_dim) of Gemma 4-style full-attention layers."""
+    layers_g, kv_g, dim_g = global_attention
     return tuple(
-        ModelArch(i, params_b, layers, heads, kv_heads, head_dim, "bfloat16", max_context, unquantized_params_b=unquantized_b) for i in ids
+        ModelArch(
+            i,
+            params_b,
+            layers,
+            heads,
+            kv_heads,
+            head_dim,
+            "bfloat16",
+            max_context,
+            unquantized_params_b=unquantized_b,
+            global_layers=layers_g,
+            global_kv_heads=kv_g,
+            global_head_dim=dim_g,
+        )
+        for i in ids
     )
 
 
@@ -251,6 +273,27 @@ _CATALOG = (
     *_family(("mistralai/Mistral-Small-24B-Base-2501", "mistralai/Mistral-Small-24B-Instruct-2501"), 23.57, 40, 32, 8, 128, 32768),
     *_family(("mistralai/Mixtral-8x7B-v0.1", "mistralai/Mixtral-8x7B-Instruct-v0.1"), 46.7, 32, 32, 8, 128, 32768, 0.2621),
     *_family(("mistralai/Mixtral-8x22B-v0.1", "mistralai/Mixtral-8x22B-Instruct-v0.1"), 140.6, 56, 48, 8, 128, 65536),
+    # Since issue 15, from the makers' own sources (each fact file's _source). Qwen/Qwen3-*-2507: the
+    # Qwen3 sizes with 262144 tokens of context (QwenLM/Qwen3 README)
+    *_family(("Qwen/Qwen3-30B-A3B-Instruct-2507", "Qwen/Qwen3-30B-A3B-Thinking-2507"), 30.53, 48, 32, 4, 128, 262144, 0.6223),
+    *_family(("Qwen/Qwen3-4B-Instruct-2507", "Qwen/Qwen3-4B-Thinking-2507"), 4.02, 36, 32, 8, 128, 262144, 0.389),
+    # deepseek-ai/DeepSeek-R1-Distill-*: the architecture of the base each is fine-tuned from
+    # (deepseek-ai/DeepSeek-R1 README): Llama-3.1-8B, Qwen2.5-32B, Llama-3.3-70B-Instruct
+    *_family(("deepseek-ai/DeepSeek-R1-Distill-Llama-8B",), 8.03, 32, 32, 8, 128, 131072, 1.0507),
+    *_family(("deepseek-ai/DeepSeek-R1-Distill-Qwen-32B",), 32.76, 64, 40, 8, 128, 131072, 1.5571),
+    *_family(("deepseek-ai/DeepSeek-R1-Distill-Llama-70B",), 70.55, 80, 64, 8, 128, 131072, 2.1013),
+    # google/gemma-4-*: shapes from google-deepmind/gemma gm/nn/gemma4 (5 sliding-window layers of
+    # 256-wide heads, then 1 full-attention layer of 512-wide heads whose K is also V); the count
+    # includes the 0.58B vision encoder, which a quantized checkpoint keeps in 16 bits with the
+    # tied embeddings. 26B-A4B: 128 experts (8 active) beside a dense MLP, all resident.
+    *_family(("google/gemma-4-31B-it", "google/gemma-4-31B"), 31.27, 60, 32, 16, 256, 262144, 1.9849, (10, 4, 512)),
+    *_family(("google/gemma-4-26B-A4B-it", "google/gemma-4-26B-A4B"), 25.81, 30, 16, 8, 256, 262144, 1.3109, (5, 2, 512)),
+)
+# openai/gpt-oss-120b (openai/gpt-oss ModelConfig): 128 experts, 4 active, all resident; the experts
+# are MXFP4, attention, router, embeddings and output head (2.13B) bfloat16: 116.83B is the model card's total.
+_CATALOG = (
+    *_CATALOG,
+    ModelArch("openai/gpt-oss-120b", 116.83, 36, 64, 8, 64, "mxfp4", 131072, unquantized_params_b=2.1271, quantization="mxfp4"),
 )
 CATALOG: Mapping[str, ModelArch] = {m.hf_id.lower(): m for m in _CATALOG}
 
@@ -416,6 +459,7 @@ DERIVABLE_MODEL_TYPES = (
     "gemma",
     "gemma2",
     "gemma3_text",
+    "gpt_oss",
 )
 # Attention kinds whose KV cache is 2 x kv_heads x head_dim per token and layer (sliding-window
 # layers are counted at full length: an upper bound, since the window caps their cache).
@@ -487,7 +531,7 @@ def parse_config_json(
     if heads % kv_heads:
         raise fields.fail(f"{fields.prefix}num_key_value_heads ({kv_heads}) does not divide num_attention_heads ({heads})")
     global_layers, global_kv_heads, global_head_dim = _global_attention(fields, layers, kv_heads, head_dim)
-    embeddings = _embedding_params(fields)
+    embeddings = _embedding_params(fields) + _unconverted_params(fields, quantization, layers, heads, kv_heads, head_dim)
     vision = 0
     if params_b is None:
         if model_type not in DERIVABLE_MODEL_TYPES:
@@ -573,6 +617,22 @@ def _embedding_params(fields: _Fields) -> int:
     if not isinstance(hidden, int) or not isinstance(vocab, int):
         return 0
     return vocab * hidden * (1 if fields.values.get("tie_word_embeddings", True) else 2)
+
+
+def _unconverted_params(fields: _Fields, quantization: Any, layers: int, heads: int, kv_heads: int, head_dim: int) -> int:
+    """Attention and router weights a quantized checkpoint leaves in 16 bits when its
+    quantization_config's modules_to_not_convert names them (gpt-oss quantizes only its experts)."""
+    names = quantization.get("modules_to_not_convert") if isinstance(quantization, Mapping) else None
+    hidden = fields.values.get("hidden_size")
+    if not isinstance(names, list) or not isinstance(hidden, int):
+        return 0
+    kept = 0
+    if any("self_attn" in str(name) for name in names):
+        kept += layers * (2 * hidden * heads * head_dim + 2 * hidden * kv_heads * head_dim)
+    experts = fields.values.get("num_local_experts") or fields.values.get("num_experts")
+    if isinstance(experts, int) and any("router" in str(name) for name in names):
+        kept += layers * hidden * experts
+    return kept
 
 
 def _global_attention(fields: _Fields, layers: int, kv_heads: int, head_dim: int) -> tuple[int, int, int]:

@@ -21,7 +21,9 @@ pytestmark = pytest.mark.usefixtures("no_hub_token")
 
 
 def fixture_arch(name: str, hf_id: str = "test/model") -> models.ModelArch:
-    return models.from_config_json_path("models[0].configJson", hf_id, str(FIXTURES / name))
+    # A fact file for a model whose count config.json does not give (Gemma 4) states it in _params_b.
+    stated = json.loads((FIXTURES / name).read_text()).get("_params_b")
+    return models.from_config_json_path("models[0].configJson", hf_id, str(FIXTURES / name), params_b=stated)
 
 
 def test_catalog_covers_the_popular_families() -> None:
@@ -291,6 +293,15 @@ FACT_FILES = {
     "Qwen2.5-32B.json": ("Qwen/Qwen2.5-32B",),
     "Qwen2.5-32B-Instruct.json": ("Qwen/Qwen2.5-32B-Instruct",),
     "Qwen2.5-VL-7B-Instruct.json": ("Qwen/Qwen2.5-VL-7B-Instruct",),
+    # Since issue 15, from the makers' repositories (each file's _source)
+    "Qwen3-30B-A3B-2507.json": ("Qwen/Qwen3-30B-A3B-Instruct-2507", "Qwen/Qwen3-30B-A3B-Thinking-2507"),
+    "Qwen3-4B-2507.json": ("Qwen/Qwen3-4B-Instruct-2507", "Qwen/Qwen3-4B-Thinking-2507"),
+    "DeepSeek-R1-Distill-Llama-8B.json": ("deepseek-ai/DeepSeek-R1-Distill-Llama-8B",),
+    "DeepSeek-R1-Distill-Qwen-32B.json": ("deepseek-ai/DeepSeek-R1-Distill-Qwen-32B",),
+    "DeepSeek-R1-Distill-Llama-70B.json": ("deepseek-ai/DeepSeek-R1-Distill-Llama-70B",),
+    "gemma-4-31B-it.json": ("google/gemma-4-31B-it", "google/gemma-4-31B"),
+    "gemma-4-26B-A4B-it.json": ("google/gemma-4-26B-A4B-it", "google/gemma-4-26B-A4B"),
+    "gpt-oss-120b.json": ("openai/gpt-oss-120b",),
 }
 
 
@@ -302,7 +313,9 @@ def test_catalog_entry_matches_its_fact_file(fixture: str, hf_id: str) -> None:
     assert {f: getattr(parsed, f) for f in fields} == {f: getattr(known, f) for f in fields}
     assert parsed.params_b == pytest.approx(known.params_b, rel=2e-3)
     if known.unquantized_params_b:
-        assert parsed.unquantized_params_b == pytest.approx(known.unquantized_params_b, rel=1e-3)
+        # _unquantized_params_b: embeddings plus a vision tower whose count config.json does not give
+        kept = json.loads((FIXTURES / fixture).read_text()).get("_unquantized_params_b", parsed.unquantized_params_b)
+        assert kept == pytest.approx(known.unquantized_params_b, rel=1e-3)
 
 
 def test_every_fact_file_is_sourced_and_checked() -> None:
@@ -323,8 +336,53 @@ def test_the_issue_models_are_in_the_catalog() -> None:
         "meta-llama/Meta-Llama-3-8B-Instruct",
         "meta-llama/Meta-Llama-3-70B-Instruct",
         "meta-llama/Llama-3.3-70B-Instruct",
+        "google/gemma-4-31B-it",
+        "google/gemma-4-26B-A4B-it",
+        "Qwen/Qwen3-30B-A3B-Instruct-2507",
+        "Qwen/Qwen3-30B-A3B-Thinking-2507",
+        "Qwen/Qwen3-4B-Instruct-2507",
+        "Qwen/Qwen3-4B-Thinking-2507",
+        "Qwen/Qwen3-30B-A3B-Instruct-2507-FP8",
+        "openai/gpt-oss-120b",
+        "deepseek-ai/DeepSeek-R1-Distill-Llama-8B",
+        "deepseek-ai/DeepSeek-R1-Distill-Qwen-32B",
+        "deepseek-ai/DeepSeek-R1-Distill-Llama-70B",
     ):
         assert models.lookup(hf_id) is not None, hf_id
+
+
+def test_gemma4_parameter_count_from_the_makers_shapes() -> None:
+    # google-deepmind/gemma gm/nn/gemma4: Einsum shapes of _modules.Attention (q, o; kv, or k alone
+    # on global layers with k_eq_v), FeedForward (gating 2 x hidden x embed, linear), _moe.MoERagged
+    # (router, gating, linear), the tied embedder, and the vision encoder (27 blocks of 16 x 72-wide
+    # heads, a gated MLP of 4304, the 16x16x3 patch projection, the (10240, 2, 1152) position table)
+    # plus mm_input_projection into the text width. Norms and scales are left out.
+    def vision(text: int) -> int:
+        block = 4 * 16 * 1152 * 72 + 3 * 1152 * 4304
+        return 27 * block + 768 * 1152 + 10240 * 2 * 1152 + 1152 * text
+
+    def gemma4(embed: int, layers: int, heads: int, kv: int, global_kv: int, mlp: int) -> int:
+        local, full = layers * 5 // 6, layers // 6
+        attention = local * (2 * heads * 256 * embed + 2 * kv * embed * 256) + full * (2 * heads * 512 * embed + global_kv * embed * 512)
+        return 262144 * embed + attention + layers * mlp + vision(embed)
+
+    dense = gemma4(5376, 60, 32, 16, 4, 3 * 5376 * 4 * 5376)
+    moe = gemma4(2816, 30, 16, 8, 2, 3 * 2816 * 2112 + 128 * 3 * 704 * 2816 + 2816 * 128)
+    for name, count in (("gemma-4-31B-it.json", dense), ("gemma-4-26B-A4B-it.json", moe)):
+        stated = json.loads((FIXTURES / name).read_text())
+        assert stated["_params_b"] == pytest.approx(count / 1e9, abs=1e-4), name
+    assert models.lookup("google/gemma-4-31B-it").params_b == pytest.approx(31.27, abs=0.01)  # type: ignore[union-attr]
+    assert models.lookup("google/gemma-4-26B-A4B-it").params_b == pytest.approx(25.81, abs=0.01)  # type: ignore[union-attr]
+
+
+def test_gpt_oss_keeps_attention_in_16_bits() -> None:
+    # openai/gpt-oss README: MXFP4 for the MoE linear weights only.
+    arch = fixture_arch("gpt-oss-120b.json")
+    assert arch.dtype == "mxfp4" and arch.params_b == pytest.approx(116.83, rel=1e-3)  # the model card's total
+    embeddings = 2 * 201088 * 2880
+    attention = 36 * (2 * 2880 * 64 * 64 + 2 * 2880 * 8 * 64)
+    assert arch.unquantized_params_b * 1e9 == embeddings + attention + 36 * 2880 * 128
+    assert 60e9 < arch.weight_bytes < 70e9  # ~61 GiB of safetensors
 
 
 # --- quantization ---------------------------------------------------------------------------------

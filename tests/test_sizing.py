@@ -267,6 +267,12 @@ GOOGLE_CHOICES = [
     ("Qwen/Qwen3-32B", "v6e", 4096, "2x2", f"{TPU_RECIPES} inference/trillium/vLLM/Qwen3"),
     ("Qwen/Qwen3-32B", "tpu7x", 9216, "1x1x1", f"{TPU_RECIPES} inference/ironwood/vLLM/Qwen3-32B (TP 2, fp8)"),
     ("meta-llama/Llama-3.1-70B", "v6e", 4096, "2x4", f"{GKE_SAMPLES} ai-ml/vllm-tpu/vllm-llama3-70b.yaml"),
+    ("google/gemma-4-31B-it", "v6e", 16384, "2x4", f"{TPU_RECIPES} inference/trillium/vLLM/Gemma4 (README, TP 8)"),
+    ("google/gemma-4-26B-A4B-it", "v6e", 16384, "2x4", f"{TPU_RECIPES} inference/trillium/vLLM/Gemma4/docker-compose-gemma4-26B-A4B.yml"),
+    ("google/gemma-4-31B-it", "v6e", 16384, "2x2", f"{TPU_RECIPES} inference/trillium/vLLM/Gemma4 (README: Min TPUs (Chips) 4x)"),
+    ("google/gemma-4-26B-A4B-it", "v6e", 16384, "2x2", f"{TPU_RECIPES} inference/trillium/vLLM/Gemma4 (README: Min TPUs (Chips) 4x)"),
+    ("google/gemma-4-31B-it", "tpu7x", 1524, "2x2x1", f"{TPU_RECIPES} inference/ironwood/vLLM/Gemma4/gemma4-server.yaml (fp8)"),
+    ("openai/gpt-oss-120b", "tpu7x", 9216, "2x2x1", f"{TPU_RECIPES} inference/ironwood/vLLM/GPT-OSS/README-gcs.md"),
 ]
 
 
@@ -281,7 +287,17 @@ def test_no_larger_than_googles_choice(hf_id: str, generation: str, max_model_le
 
 
 def test_issue_models_never_get_a_slice_their_weights_do_not_fit() -> None:
-    for hf_id in ("Qwen/Qwen3-32B-FP8", "google/gemma-7b-it", "google/gemma-2b", "meta-llama/Meta-Llama-3-70B-Instruct"):
+    for hf_id in (
+        "Qwen/Qwen3-32B-FP8",
+        "google/gemma-7b-it",
+        "google/gemma-2b",
+        "meta-llama/Meta-Llama-3-70B-Instruct",
+        "google/gemma-4-31B-it",
+        "google/gemma-4-26B-A4B-it",
+        "openai/gpt-oss-120b",
+        "Qwen/Qwen3-30B-A3B-Instruct-2507",
+        "deepseek-ai/DeepSeek-R1-Distill-Llama-70B",
+    ):
         for gen in facts.GENERATIONS.values():
             model = arch(hf_id)
             try:
