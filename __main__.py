@@ -24,7 +24,15 @@ adapter = (
 )
 standard = None if config.cluster.autopilot else StandardCluster(config.region, cluster.name, cluster.node_service_account)
 # Once per cluster, only when a model spans several TPU VMs (a LeaderWorkerSet per such model).
-lws = LwsController("lws-controller", LwsControllerArgs(), on_cluster) if any(m.multi_host for m in config.models) else None
+lws = (
+    LwsController(
+        "lws-controller",
+        LwsControllerArgs(config.project, cluster.network_id, cluster.node_service_account, cluster.control_plane_cidr),
+        on_cluster,
+    )
+    if any(m.multi_host for m in config.models)
+    else None
+)
 
 for model in config.models:
     served = ServedModel(

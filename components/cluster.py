@@ -46,6 +46,8 @@ class Cluster(pulumi.ComponentResource):
     endpoint: pulumi.Output[str]
     kubeconfig: pulumi.Output[str]
     node_service_account: pulumi.Output[str]
+    network_id: pulumi.Output[str]
+    control_plane_cidr: str
     provider: k8s.Provider
     # Grants to <project>.svc.id.goog principals wait for this: the pool exists once the cluster does.
     workload_identity_pool: pulumi.Resource
@@ -98,7 +100,7 @@ class Cluster(pulumi.ComponentResource):
             **mode_settings(cfg, node_sa.email),
             # The API reports the first node pool's config as the cluster's (a TPU pool's Spot flag and
             # threads per core included): read back, it would replace the cluster (facts.PROVIDER_FIELDS).
-            opts=pulumi.ResourceOptions(parent=self, ignore_changes=["nodeConfig"]),
+            opts=pulumi.ResourceOptions(parent=self, ignore_changes=["nodeConfig", "monitoringConfig.enableComponents"]),
         )
         # Standard starts with no nodes (the default pool is removed): Kubernetes objects wait for
         # the system pool, or Services and the metrics adapter would race it.
@@ -127,6 +129,7 @@ class Cluster(pulumi.ComponentResource):
         )
         self.name, self.endpoint, self.kubeconfig = cluster.name, cluster.endpoint, kubeconfig
         self.node_service_account = node_sa.email
+        self.network_id, self.control_plane_cidr = network.id, CONTROL_PLANE_CIDR
         self.workload_identity_pool = cluster
         self.register_outputs({"name": self.name, "endpoint": self.endpoint, "kubeconfig": kubeconfig})
 
@@ -148,9 +151,10 @@ def cluster_settings(
         "deletion_protection": cfg.deletion_protection,
         "workload_identity_config": {"workload_pool": f"{project}.svc.id.goog"},
         "addons_config": {"gcs_fuse_csi_driver_config": {"enabled": True}},
-        # Only what the stack needs: GKE fills enable_components with its own default packages, and
-        # listing fewer diffs on every plan (facts.PROVIDER_FIELDS). Its defaults include SYSTEM_COMPONENTS.
-        "monitoring_config": {"managed_prometheus": {"enabled": True}},
+        # Stated, so system metrics are on for sure: left out, the provider sends an empty component
+        # list on create (resource_container_cluster.go expandMonitoringConfig). GKE then adds its own
+        # packages, which the cluster ignores rather than diffing on every plan (facts.PROVIDER_FIELDS).
+        "monitoring_config": {"enable_components": ["SYSTEM_COMPONENTS"], "managed_prometheus": {"enabled": True}},
         "logging_config": {"enable_components": ["SYSTEM_COMPONENTS", "WORKLOADS"]},
         "private_cluster_config": {
             "enable_private_nodes": True,

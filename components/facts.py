@@ -300,6 +300,12 @@ def image_tag(image: str) -> str | None:
 LWS_VERSION = "v0.10.0"
 LWS_MANIFEST_URL = f"https://github.com/kubernetes-sigs/lws/releases/download/{LWS_VERSION}/manifests.yaml"
 LWS_NAMESPACE = "lws-system"
+# The controller's admission webhooks (failurePolicy Fail) listen on 9443 behind a Service on 443
+# (lws v0.10.0 config/webhook/service.yaml, config/default/manager_webhook_patch.yaml). A private GKE
+# cluster's automatic firewall rule lets the control plane reach nodes on TCP 443 and 10250 only
+# (cloud.google.com/kubernetes-engine/docs/concepts/firewall-rules, gke-<cluster>-<hash>-master), so
+# without a rule for this port every LeaderWorkerSet create times out in the webhook.
+LWS_WEBHOOK_PORT = 9443
 # kubernetes-sigs/lws api/leaderworkerset/v1/leaderworkerset_types.go: the group, labels, annotation,
 # env vars the controller injects into every pod of a group, the Available condition, and the scale
 # subresource (specpath .spec.replicas, selectorpath .status.hpaPodSelector: the leaders).
@@ -610,6 +616,11 @@ PROVIDER_FIELDS: Mapping[str, ProviderFields] = MappingProxyType(
             source=f"{_TF}/compute/resource_compute_network.go",
             force_new=("name", "project", "autoCreateSubnetworks"),
             computed=("selfLink", "gatewayIpv4", "routingMode", "mtu"),
+        ),
+        tokens.FIREWALL: ProviderFields(
+            source=f"{_TF}/compute/resource_compute_firewall.go",
+            force_new=("name", "project", "network", "direction"),
+            computed=("selfLink", "creationTimestamp", "priority", "destinationRanges", "sourceTags", "targetTags"),
         ),
         tokens.SUBNETWORK: ProviderFields(
             # ip_cidr_range is replaced only when it shrinks (CustomizeDiff IsShrinkageIpCidr); treated as ForceNew here.

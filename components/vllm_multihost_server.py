@@ -42,6 +42,11 @@ from components.vllm_server import (
 )
 
 ROLE_LABEL = "serving.tpu.dev/role"
+# Not NAME: the LWS controller makes a headless Service named after the LeaderWorkerSet, through which
+# LWS_LEADER_ADDRESS (<lws>-<group>.<lws>.<namespace>) resolves; it skips that Service when one of the
+# name exists, and the model's own Service is named NAME (lws v0.10.0 pkg/utils/controller/controller_utils.go
+# CreateHeadlessServiceIfNotExists, pkg/utils/pod/pod_utils.go).
+LWS_NAME = f"{NAME}-group"
 # Where a pod compiles to: its own memory-backed directory, not the bucket (see compile_cache_path).
 LOCAL_XLA_CACHE_DIR = "/var/cache/xla"
 # How long the leader waits for the group's hosts to join its Ray cluster, and a worker for the head
@@ -90,7 +95,7 @@ def leader_selector(model: ModelConfig) -> dict[str, str]:
 
 def group_selector(index: int) -> dict[str, str]:
     """Every pod of one group."""
-    return {facts.LWS_NAME_LABEL: NAME, facts.LWS_GROUP_INDEX_LABEL: str(index)}
+    return {facts.LWS_NAME_LABEL: LWS_NAME, facts.LWS_GROUP_INDEX_LABEL: str(index)}
 
 
 def _host_pod(model: ModelConfig, base: k8s.core.v1.PodSpecArgsDict, leader: bool) -> dict[str, Any]:
@@ -197,7 +202,7 @@ def group_network_policy(model: ModelConfig) -> k8s.networking.v1.NetworkPolicyS
     """VllmServer's policy, plus any port between the pods of the LeaderWorkerSet (Ray's GCS, raylets,
     object transfer and the TPU runtime's host-to-host traffic use many)."""
     policy = server_network_policy(exposure(model))
-    peers: list[k8s.networking.v1.NetworkPolicyPeerArgsDict] = [{"pod_selector": {"match_labels": {facts.LWS_NAME_LABEL: NAME}}}]
+    peers: list[k8s.networking.v1.NetworkPolicyPeerArgsDict] = [{"pod_selector": {"match_labels": {facts.LWS_NAME_LABEL: LWS_NAME}}}]
     return {
         **policy,
         "ingress": [*(policy.get("ingress") or []), {"from_": peers}],  # type: ignore[misc]
@@ -254,7 +259,7 @@ class VllmMultiHostServer(pulumi.ComponentResource):
             name,
             api_version=facts.LWS_API_VERSION,
             kind=facts.LWS_KIND,
-            metadata=metadata(leader_worker_set_annotations(model)),
+            metadata=metadata(leader_worker_set_annotations(model), object_name=LWS_NAME),
             spec=leader_worker_set_spec(model, args.labels, sidecar, _host_pod(model, leader, True), _host_pod(model, worker, False)),
             opts=pulumi.ResourceOptions(parent=self, depends_on=[args.namespace.resource, *args.start_after]),
         )
@@ -276,17 +281,17 @@ class VllmMultiHostServer(pulumi.ComponentResource):
         for index in range(model.max_replicas):
             k8s.policy.v1.PodDisruptionBudget(
                 f"{name}-group-{index}",
-                metadata=metadata(object_name=f"{NAME}-group-{index}"),
+                metadata=metadata(object_name=f"{LWS_NAME}-{index}"),
                 spec=group_disruption_budget_spec(model, index),
                 opts=in_namespace,
             )
-        self.lws_name = NAME
+        self.lws_name = LWS_NAME
         self.service_address = service.status.apply(load_balancer_address)
         self.curl = self.service_address.apply(lambda address: curl_command(model, address))
         self.register_outputs(
             {
                 "serviceAddress": self.service_address,
                 "curl": self.curl,
-                "leaderWorkerSet": NAME,
+                "leaderWorkerSet": LWS_NAME,
             }
         )

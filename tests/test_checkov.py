@@ -59,7 +59,7 @@ EXPECTED_SKIPS: dict[tuple[str, str], set[str]] = {
     ("Deployment", "vllm"): {"CKV_K8S_23", "CKV_K8S_40", "CKV_K8S_43"},
     # The same vLLM image on every host of a multi-host group (its templates, rendered as Deployments).
     # Ray workers have no port of their own to probe; the leader's /health speaks for the group.
-    ("LeaderWorkerSet", "vllm"): {"CKV_K8S_8", "CKV_K8S_9", "CKV_K8S_23", "CKV_K8S_40", "CKV_K8S_43"},
+    ("LeaderWorkerSet", "vllm-group"): {"CKV_K8S_8", "CKV_K8S_9", "CKV_K8S_23", "CKV_K8S_40", "CKV_K8S_43"},
     # Google's adapter image as published: root on 443 with NET_BIND_SERVICE, calls the API.
     ("Deployment", "custom-metrics-stackdriver-adapter"): {"CKV_K8S_23", "CKV_K8S_25", "CKV_K8S_38", "CKV_K8S_40", "CKV_K8S_43"},
     # Google's external-metrics-reader role: external metrics are resources named after each metric.
@@ -112,7 +112,7 @@ def write_for_checkov(
 ) -> dict[tuple[str, str], tuple[str, str]]:
     """Writes the manifests (or, with originals=False, only what is rendered from them), a
     LeaderWorkerSet also as Deployments; returns what each rendered Deployment stands for:
-    ("Deployment", "vllm-worker") -> ("LeaderWorkerSet", "vllm")."""
+    ("Deployment", "vllm-group-worker") -> ("LeaderWorkerSet", "vllm-group")."""
     stands_for = {}
     for index, manifest in enumerate(manifests):
         extra = as_deployments(manifest) if manifest["kind"] == LWS_KIND else []
@@ -127,7 +127,10 @@ def write_for_checkov(
 def test_a_leader_worker_set_is_rendered_as_one_deployment_per_template(tmp_path: Path) -> None:
     lws = next(m for m in multi_host_manifests() if m["kind"] == LWS_KIND)
     stands_for = write_for_checkov([lws], tmp_path)
-    assert stands_for == {("Deployment", "vllm-leader"): (LWS_KIND, "vllm"), ("Deployment", "vllm-worker"): (LWS_KIND, "vllm")}
+    assert stands_for == {
+        ("Deployment", "vllm-group-leader"): (LWS_KIND, "vllm-group"),
+        ("Deployment", "vllm-group-worker"): (LWS_KIND, "vllm-group"),
+    }
     [leader, worker] = as_deployments(lws)
     assert leader["spec"]["template"] == lws["spec"]["leaderWorkerTemplate"]["leaderTemplate"]
     assert worker["spec"]["template"] == lws["spec"]["leaderWorkerTemplate"]["workerTemplate"]

@@ -310,7 +310,7 @@ def test_deploy_previews_for_drift_right_after_every_up(workflows: dict[str, dic
 def test_e2e_shares_the_deploy_lock_of_its_stack(workflows: dict[str, dict[str, Any]]) -> None:
     """Two runs never work on one stack: e2e queues in the group deploy.yml uses for that stack."""
     [job] = workflows["e2e.yml"]["jobs"].values()
-    stack = "${{ inputs.stack || vars.E2E_STACK || 'dev' }}"
+    stack = "${{ inputs.stack || vars.E2E_STACK }}"
     assert job["env"]["STACK"] == stack
     assert job["concurrency"] == {"group": f"pulumi-{stack}", "cancel-in-progress": False}
     assert {j["concurrency"]["group"] for j in workflows["deploy.yml"]["jobs"].values() if "concurrency" in j} == {
@@ -669,3 +669,14 @@ def test_readme_trusts_the_repository_by_id_and_narrows_the_deployer() -> None:
     assert not re.search(r"for role in [^;]*(?<![\w.])(owner|editor|viewer)\b", blocks)
     assert "serviceusage.serviceUsageAdmin" in blocks
     assert "gcloud iam service-accounts add-iam-policy-binding llm-prod-nodes@" in blocks
+
+
+def test_e2e_refuses_a_missing_stack_or_one_that_deploy_keeps(workflows: dict[str, dict[str, Any]], tmp_path: Path) -> None:
+    """The weekly run destroys what it creates: no default stack, never dev, staging or prod."""
+    [job] = workflows["e2e.yml"]["jobs"].values()
+    guard = next(step["run"] for step in job["steps"] if "run" in step and "E2E_STACK" in step["run"])
+    (tmp_path / ".github" / "workflows").mkdir(parents=True)
+    (tmp_path / ".github" / "workflows" / "deploy.yml").write_text((ROOT / ".github" / "workflows" / "deploy.yml").read_text())
+    for stack, code in (("", 2), ("dev", 2), ("prod", 2), ("e2e", 0)):
+        result = subprocess.run(["bash", "-c", guard], cwd=tmp_path, env={"STACK": stack, "PATH": os.environ["PATH"]}, capture_output=True)
+        assert result.returncode == code, (stack, result.stderr)

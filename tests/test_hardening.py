@@ -389,9 +389,8 @@ def test_cluster_hardening(stack: str) -> None:
     assert c["releaseChannel"]["channel"] in facts.RELEASE_CHANNELS
     assert c["masterAuth"]["clientCertificateConfig"]["issueClientCertificate"] is False
     assert {"SYSTEM_COMPONENTS", "WORKLOADS"} <= set(c["loggingConfig"]["enableComponents"])
-    # Monitoring stays on: Managed Prometheus asked for, the metric packages left to GKE's defaults
-    # (SYSTEM_COMPONENTS and more), since a shorter list would diff on every plan.
-    assert c["monitoringConfig"] == {"managedPrometheus": {"enabled": True}}
+    # Monitoring stays on: system components and Managed Prometheus asked for on create.
+    assert c["monitoringConfig"] == {"enableComponents": ["SYSTEM_COMPONENTS"], "managedPrometheus": {"enabled": True}}
     assert c["workloadIdentityConfig"]["workloadPool"] == f"{config.project}.svc.id.goog"
     # Autopilot enforces shielded nodes, legacy ABAC off and Dataplane V2 (which enforces the
     # NetworkPolicies) itself and refuses the fields; Standard must ask for them.

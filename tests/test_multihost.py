@@ -164,14 +164,14 @@ def test_service_and_metrics_reach_the_leaders_only(run: ProgramRun) -> None:
     monitoring = only(run, tokens.POD_MONITORING, "llama-405b").inputs
     assert leaders.items() <= monitoring["spec"]["selector"]["matchLabels"].items()
     policy = only(run, "kubernetes:networking.k8s.io/v1:NetworkPolicy", "llama-405b").inputs["spec"]
-    peers = [{"podSelector": {"matchLabels": {facts.LWS_NAME_LABEL: "vllm"}}}]
+    peers = [{"podSelector": {"matchLabels": {facts.LWS_NAME_LABEL: "vllm-group"}}}]
     assert {"from": peers} in policy["ingress"] and {"to": peers} in policy["egress"]
 
 
 def test_hpa_scales_whole_groups_after_the_lws_is_ready(run: ProgramRun) -> None:
     hpa = only(run, tokens.HPA)
     target = hpa.inputs["spec"]["scaleTargetRef"]
-    assert target == {"apiVersion": "leaderworkerset.x-k8s.io/v1", "kind": "LeaderWorkerSet", "name": "vllm"}
+    assert target == {"apiVersion": "leaderworkerset.x-k8s.io/v1", "kind": "LeaderWorkerSet", "name": "vllm-group"}
     assert (hpa.inputs["spec"]["minReplicas"], hpa.inputs["spec"]["maxReplicas"]) == (1, 2)
     assert only(run, tokens.LEADER_WORKER_SET).urn in hpa.dependencies
 
@@ -182,7 +182,7 @@ def test_a_disruption_budget_per_group(run: ProgramRun) -> None:
     for index, budget in enumerate(budgets):
         spec = budget.inputs["spec"]
         assert spec["minAvailable"] == 8
-        assert spec["selector"]["matchLabels"] == {facts.LWS_NAME_LABEL: "vllm", facts.LWS_GROUP_INDEX_LABEL: str(index)}
+        assert spec["selector"]["matchLabels"] == {facts.LWS_NAME_LABEL: "vllm-group", facts.LWS_GROUP_INDEX_LABEL: str(index)}
 
 
 @pytest.mark.slow
@@ -190,3 +190,23 @@ def test_second_apply_changes_nothing_for_the_multi_host_stack() -> None:
     config, secrets = build_config(OVERRIDES)
     result = second_apply.check("test", config, secrets, project="tpu-serving")
     assert result.changes == [], "\n".join(result.lines())
+
+
+def test_the_private_control_plane_reaches_the_lws_webhook_before_the_controller_is_applied(run: ProgramRun) -> None:
+    """GKE's automatic rule opens 443 and 10250 only; the LWS webhook listens on 9443 (failurePolicy Fail)."""
+    [rule] = [r for r in run.registrations if r.type == tokens.FIREWALL]
+    assert rule.inputs["direction"] == "INGRESS"
+    assert rule.inputs["sourceRanges"] == ["172.16.0.0/28"]
+    assert rule.inputs["allows"] == [{"protocol": "tcp", "ports": ["9443"]}]
+    assert rule.inputs["targetServiceAccounts"] == ["llm-test-nodes@acme-llm-test.iam.gserviceaccount.com"]
+    release = next(r for r in run.registrations if r.type == tokens.CONFIG_FILE)
+    assert rule.urn in release.dependencies
+
+
+def test_no_service_takes_the_name_of_the_leader_worker_set(run: ProgramRun) -> None:
+    """The LWS controller resolves LWS_LEADER_ADDRESS through a headless Service named after the LWS,
+    and creates none when a Service of that name already exists."""
+    [lws] = [r for r in run.registrations if r.type == f"kubernetes:{facts.LWS_API_VERSION}:{facts.LWS_KIND}"]
+    services = {r.inputs["metadata"]["name"] for r in run.registrations if r.type == tokens.K8S_SERVICE}
+    assert lws.inputs["metadata"]["name"] == "vllm-group"
+    assert "vllm-group" not in services and "vllm" in services
