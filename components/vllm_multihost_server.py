@@ -49,6 +49,11 @@ ROLE_LABEL = "serving.tpu.dev/role"
 LWS_NAME = f"{NAME}-group"
 # Where a pod compiles to: its own memory-backed directory, not the bucket (see compile_cache_path).
 LOCAL_XLA_CACHE_DIR = "/var/cache/xla"
+# On the node's disk, as Google's multi-host sample keeps it: in memory it would share the pod's
+# memory limit with the FUSE RAM file cache and /dev/shm, and an overflow would OOM-kill a host (and
+# with RecreateGroupOnPodRestart, restart the whole slice). The bound is this project's headroom for
+# one model's compiled graphs; past it the kubelet evicts the pod rather than filling the boot disk.
+LOCAL_XLA_CACHE_LIMIT = "20Gi"
 # How long the leader waits for the group's hosts to join its Ray cluster, and a worker for the head
 # (vllm-project/vllm examples/online_serving/multi-node-serving.sh: ray_init_timeout=300). A slice's
 # hosts start together; the margin covers image pulls on a fresh node.
@@ -107,7 +112,7 @@ def _host_pod(model: ModelConfig, base: k8s.core.v1.PodSpecArgsDict, leader: boo
     env += [{"name": name, "value": value} for name, value in facts.VLLM_MULTIHOST_ENV.items()]
     container["env"] = env
     container["volume_mounts"] = [*container["volume_mounts"], {"name": "xla-cache", "mount_path": LOCAL_XLA_CACHE_DIR}]
-    pod["volumes"] = [*pod["volumes"], {"name": "xla-cache", "empty_dir": {"medium": "Memory"}}]
+    pod["volumes"] = [*pod["volumes"], {"name": "xla-cache", "empty_dir": {"size_limit": LOCAL_XLA_CACHE_LIMIT}}]
     if leader:
         container["command"] = ["/bin/sh", "-c", RAY_HEAD + LAUNCHER, NAME]
         container["args"] = multi_host_serving_args(model)

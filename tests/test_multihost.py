@@ -131,6 +131,8 @@ def test_the_leader_worker_set_has_one_group_per_slice(run: ProgramRun) -> None:
         assert container["securityContext"]["capabilities"] == {"drop": ["ALL"]}
         assert any(v["name"] == "hf-token" and v["secret"]["defaultMode"] == 0o400 for v in pod["volumes"])
         assert any(v.get("csi", {}).get("driver") == facts.GCSFUSE_DRIVER for v in pod["volumes"])
+        # The compile cache on the node's disk, bounded: in memory it would compete with the FUSE RAM cache.
+        assert {"name": "xla-cache", "emptyDir": {"sizeLimit": "20Gi"}} in pod["volumes"]
         assert template[role]["metadata"]["annotations"]["gke-gcsfuse/volumes"] == "true"
         env = {e["name"]: e.get("value") for e in container["env"]}
         assert env["TPU_MULTIHOST_BACKEND"] == "ray"
