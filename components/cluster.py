@@ -22,6 +22,10 @@ CONTROL_PLANE_CIDR = "172.16.0.0/28"
 OAUTH_SCOPES = ["https://www.googleapis.com/auth/cloud-platform"]
 
 
+# Every pool of the stack: GKE repairs broken nodes and keeps them on the control plane's version.
+NODE_MANAGEMENT: gcp.container.NodePoolManagementArgsDict = {"auto_repair": True, "auto_upgrade": True}
+
+
 def node_hardening(service_account: pulumi.Input[str]) -> gcp.container.NodePoolNodeConfigArgsDict:
     """Node settings shared by every pool: own service account, shielded VMs, GKE metadata server."""
     return {
@@ -115,7 +119,7 @@ class Cluster(pulumi.ComponentResource):
                 node_locations=list(cfg.zones),
                 node_count=cfg.system_nodes,
                 node_config={**node_hardening(node_sa.email), "machine_type": cfg.system_machine_type},
-                management={"auto_repair": True, "auto_upgrade": True},
+                management=NODE_MANAGEMENT,
                 opts=child,
             )
 

@@ -299,7 +299,6 @@ def image_tag(image: str) -> str | None:
 # from crds/ only on the first install and never upgrades them, which the manifest does).
 LWS_VERSION = "v0.10.0"
 LWS_MANIFEST_URL = f"https://github.com/kubernetes-sigs/lws/releases/download/{LWS_VERSION}/manifests.yaml"
-LWS_NAMESPACE = "lws-system"
 # The controller's admission webhooks (failurePolicy Fail) listen on 9443 behind a Service on 443
 # (lws v0.10.0 config/webhook/service.yaml, config/default/manager_webhook_patch.yaml). A private GKE
 # cluster's automatic firewall rule lets the control plane reach nodes on TCP 443 and 10250 only

@@ -11,7 +11,7 @@ import pulumi_gcp as gcp
 import pulumi_kubernetes as k8s
 
 from components import facts, tokens
-from components.cluster import node_hardening
+from components.cluster import NODE_MANAGEMENT, node_hardening
 from components.config import ModelConfig
 
 MODEL_LABEL = "serving.tpu.dev/model"
@@ -84,7 +84,6 @@ class TpuNodePool(pulumi.ComponentResource):
         super().__init__(tokens.TPU_NODE_POOL, name, None, opts)
         model = args.model
         self.placement = slice_placement(model, autopilot=False)
-        flex_start = model.capacity == "flex-start"
         node_config: gcp.container.NodePoolNodeConfigArgsDict = {
             **node_hardening(args.service_account),
             "machine_type": model.slice.machine_type,
@@ -96,47 +95,45 @@ class TpuNodePool(pulumi.ComponentResource):
         # GKE reports threads_per_core=1 on TPU VMs whether or not it was asked for, and the field
         # is ForceNew: without this the second `up` replaces the pool (facts.PROVIDER_FIELDS).
         kept = pulumi.ResourceOptions(parent=self, ignore_changes=["initialNodeCount", "nodeConfig.advancedMachineFeatures"])
-        if model.multi_host:
-            # One pool per slice, maxReplicas of them: a LeaderWorkerSet group owns one pool whole
-            # (facts.LWS_EXCLUSIVE_TOPOLOGY_ANNOTATION), and rollouts replace a group in place (no spare slice).
-            self.pools = [
-                gcp.container.NodePool(
-                    f"{name}-slice-{index}",
-                    project=args.project,
-                    location=args.region,
-                    cluster=args.cluster_name,
-                    node_config=node_config,
-                    **multi_host_pool_settings(model, index),
-                    management={"auto_repair": True, "auto_upgrade": True},
-                    opts=kept,
-                )
-                for index in range(model.max_replicas)
-            ]
-        else:
-            # Auto-named (name + random suffix): a new slice shape is a replacement, and Pulumi can only
-            # create the new pool before deleting the old one when their names differ.
-            self.pools = [
-                gcp.container.NodePool(
-                    name,
-                    project=args.project,
-                    location=args.region,
-                    cluster=args.cluster_name,
-                    node_locations=list(model.zones),
-                    node_config=node_config,
-                    placement_policy=tpu_placement_policy(model.slice),
-                    # Flex-start capacity is granted on demand, so such a pool rests at zero.
-                    initial_node_count=0 if flex_start else model.min_replicas,
-                    autoscaling={
-                        "total_min_node_count": 0 if flex_start else model.min_replicas,
-                        "total_max_node_count": model.max_replicas + ROLLOUT_SURGE_NODES,
-                        "location_policy": "ANY",
-                    },
-                    management={"auto_repair": True, "auto_upgrade": True},
-                    opts=kept,
-                )
-            ]
+        # Multi-host: one pool per slice, maxReplicas of them, as a LeaderWorkerSet group owns one pool
+        # whole (facts.LWS_EXCLUSIVE_TOPOLOGY_ANNOTATION). Single-host: one pool, auto-named (name +
+        # random suffix), so a new slice shape is a create-before-delete replacement.
+        shapes = (
+            [(f"{name}-slice-{index}", multi_host_pool_settings(model, index)) for index in range(model.max_replicas)]
+            if model.multi_host
+            else [(name, single_host_pool_settings(model))]
+        )
+        self.pools = [
+            gcp.container.NodePool(
+                pool_name,
+                project=args.project,
+                location=args.region,
+                cluster=args.cluster_name,
+                node_config=node_config,
+                management=NODE_MANAGEMENT,
+                opts=kept,
+                **settings,
+            )
+            for pool_name, settings in shapes
+        ]
         self.pool_name = self.pools[0].name
         self.register_outputs({"poolName": self.pool_name, "nodeSelector": self.placement.node_selector})
+
+
+def single_host_pool_settings(model: ModelConfig) -> dict[str, Any]:
+    """The pool of a single-host model, autoscaled in nodes (one slice each) up to one spare slice
+    for a rollout's surge pod. Flex-start capacity is granted on demand, so such a pool rests at zero."""
+    keep = 0 if model.capacity == "flex-start" else model.min_replicas
+    return {
+        "node_locations": list(model.zones),
+        "placement_policy": tpu_placement_policy(model.slice),
+        "initial_node_count": keep,
+        "autoscaling": {
+            "total_min_node_count": keep,
+            "total_max_node_count": model.max_replicas + ROLLOUT_SURGE_NODES,
+            "location_policy": "ANY",
+        },
+    }
 
 
 def multi_host_pool_settings(model: ModelConfig, index: int) -> dict[str, Any]:

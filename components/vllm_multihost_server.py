@@ -47,7 +47,7 @@ ROLE_LABEL = "serving.tpu.dev/role"
 # name exists, and the model's own Service is named NAME (lws v0.10.0 pkg/utils/controller/controller_utils.go
 # CreateHeadlessServiceIfNotExists, pkg/utils/pod/pod_utils.go).
 LWS_NAME = f"{NAME}-group"
-# Where a pod compiles to: its own memory-backed directory, not the bucket (see compile_cache_path).
+# Where a pod compiles to: its own directory, not the bucket (see compile_cache_path).
 LOCAL_XLA_CACHE_DIR = "/var/cache/xla"
 # On the node's disk, as Google's multi-host sample keeps it: in memory it would share the pod's
 # memory limit with the FUSE RAM file cache and /dev/shm, and an overflow would OOM-kill a host (and
@@ -128,6 +128,8 @@ def _host_pod(model: ModelConfig, base: k8s.core.v1.PodSpecArgsDict, leader: boo
 
 
 def _copy(value: Any) -> Any:
+    """New dicts and lists all the way down, with the leaves shared: the pod spec holds Outputs
+    (the Secrets' names), which copy.deepcopy cannot copy."""
     if isinstance(value, Mapping):
         return {k: _copy(v) for k, v in value.items()}
     if isinstance(value, list):

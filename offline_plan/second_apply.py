@@ -27,8 +27,11 @@ class Change:
     path: str  # an input path, camelCase and dotted; "" for a resource created or deleted
     before: Any
     after: Any
-    replace: bool
     op: str  # "update", "replace", "create" or "delete"
+
+    @property
+    def replace(self) -> bool:
+        return self.op == "replace"
 
     def describe(self) -> str:
         name = self.urn.rsplit("::", 1)[-1]
@@ -105,8 +108,8 @@ def _by_type_and_name(run: ProgramRun) -> dict[tuple[str, str], tuple[str | None
 def diff_runs(first: ProgramRun, second: ProgramRun) -> list[Change]:
     before = {r.urn: r for r in first.registrations if r.custom}
     after = {r.urn: r for r in second.registrations if r.custom}
-    changes = [Change(urn, "", None, None, False, "create") for urn in sorted(after.keys() - before.keys())]
-    changes += [Change(urn, "", None, None, False, "delete") for urn in sorted(before.keys() - after.keys())]
+    changes = [Change(urn, "", None, None, "create") for urn in sorted(after.keys() - before.keys())]
+    changes += [Change(urn, "", None, None, "delete") for urn in sorted(before.keys() - after.keys())]
     for urn in sorted(before.keys() & after.keys()):
         changes += diff_resource(after[urn], before[urn].state)
     return changes
@@ -128,7 +131,7 @@ def diff_resource(registration: Registration, state: Mapping[str, Any]) -> list[
             _under(path, [block]) and (facts.input_at(inputs, block) is None) != (facts.input_at(state, block) is None)
             for block in fields.force_new_blocks
         )
-        changes.append(Change(registration.urn, path, old, new, replace, "replace" if replace else "update"))
+        changes.append(Change(registration.urn, path, old, new, "replace" if replace else "update"))
     return changes
 
 
@@ -137,15 +140,12 @@ def _under(path: str, prefixes: Iterable[str]) -> bool:
 
 
 def _leaf_diffs(old: Any, new: Any, path: str = "") -> Iterator[tuple[str, Any, Any]]:
-    if isinstance(old, Mapping) and isinstance(new, Mapping):
-        for key in sorted(old.keys() | new.keys()):
-            yield from _leaf_diffs(old.get(key), new.get(key), f"{path}.{key}" if path else key)
-    elif isinstance(old, Mapping) and new is None:
-        for key in sorted(old):
-            yield from _leaf_diffs(old[key], None, f"{path}.{key}" if path else key)
-    elif old is None and isinstance(new, Mapping):
-        for key in sorted(new):
-            yield from _leaf_diffs(None, new[key], f"{path}.{key}" if path else key)
+    """Every leaf that differs; a map on one side and nothing on the other is walked as an empty map."""
+    sides = (old, new)
+    if any(isinstance(v, Mapping) for v in sides) and all(v is None or isinstance(v, Mapping) for v in sides):
+        old_map, new_map = old or {}, new or {}
+        for key in sorted(old_map.keys() | new_map.keys()):
+            yield from _leaf_diffs(old_map.get(key), new_map.get(key), f"{path}.{key}" if path else key)
     elif old != new:
         yield path, old, new
 
