@@ -15,14 +15,15 @@ catalog model's quantized sibling, from the model id (`-FP8`, `-Int8`/`-W8A8`, `
 `-GPTQ-Int4`/`-W4A16`); embeddings, the output head and a vision tower stay in 16 bits.
 
 Since issue 15 the catalog also holds models whose Hub config.json could not be read here, with the
-numbers from their makers' own repositories (the fact file's _source): Gemma 4 31B and 26B-A4B
-(google-deepmind/gemma), the Qwen3 2507 releases of 30B-A3B and 4B (QwenLM/Qwen3), gpt-oss-120b
-(openai/gpt-oss) and the DeepSeek-R1 distills of Llama-3.1-8B, Qwen2.5-32B and Llama-3.3-70B.
-Still out, as no maker's source here states their sizing numbers (they must not be guessed):
-Qwen3-235B-A22B-2507 and Qwen3-Coder (no hidden sizes or head counts), Llama 4 (totals and context
-only), gpt-oss-20b (its layers and experts are not in openai/gpt-oss), Qwen3-VL (vision tower),
-Phi-4, the Gemma 4 E2B/E4B (per-layer embeddings and audio encoder not modelled) and the Qwen2.5-Math
-based distills. `--from-hub` or `--config-json` (with `--params-b`) sizes any of them.
+numbers from other sources (each fact file's _source): Google's copies of the Hub files in
+AI-Hypercomputer/maxtext (Qwen3-235B-A22B-2507, Qwen3-Coder-480B-A35B, gpt-oss-20b, Qwen3-VL 2B/4B/
+30B-A3B), the makers' own repositories (Gemma 4 31B and 26B-A4B, the Qwen3 2507 releases of 30B-A3B
+and 4B, gpt-oss-120b, the DeepSeek-R1 distills), transformers' Llama 4 classes with maxtext's
+configs, and, where nothing first-party is reachable, agreeing copies checked against published
+counts (Qwen3-Coder-30B-A3B, Qwen3-VL-8B, Phi-4). Still out, as no source here states their numbers
+(they must not be guessed): Qwen3-VL 32B and 235B-A22B, the Gemma 4 E2B/E4B (per-layer embeddings,
+shared KV layers and audio encoder not modelled) and the Qwen2.5-Math based distills. `--from-hub`
+or `--config-json` (with `--params-b`) sizes any of them.
 """
 
 from __future__ import annotations
@@ -259,6 +260,20 @@ _CATALOG = (
     *_family(("Qwen/Qwen2.5-32B-Instruct",), 32.76, 64, 40, 8, 128, 32768, 1.5571),
     # Qwen/Qwen2.5-VL-7B-Instruct: multimodal; 8.29B counts the 0.68B vision tower (fact file)
     *_family(("Qwen/Qwen2.5-VL-7B-Instruct",), 8.292, 28, 28, 4, 128, 128000, 1.7665),
+    # Qwen/Qwen3-VL-*: multimodal, each count includes its vision tower and deepstack mergers (fact files)
+    *_family(("Qwen/Qwen3-VL-2B-Instruct", "Qwen/Qwen3-VL-2B-Thinking"), 2.127, 28, 16, 8, 128, 262144, 0.7181),
+    *_family(("Qwen/Qwen3-VL-4B-Instruct", "Qwen/Qwen3-VL-4B-Thinking"), 4.438, 36, 32, 8, 128, 262144, 0.8043),
+    *_family(("Qwen/Qwen3-VL-8B-Instruct", "Qwen/Qwen3-VL-8B-Thinking"), 8.767, 36, 32, 8, 128, 262144, 1.821),
+    *_family(("Qwen/Qwen3-VL-30B-A3B-Instruct", "Qwen/Qwen3-VL-30B-A3B-Thinking"), 31.07, 48, 32, 4, 128, 262144, 1.161),
+    # microsoft/phi-4 (fact file: copies of its config.json; Phi3's fused projections count the same)
+    *_family(("microsoft/phi-4",), 14.66, 40, 40, 10, 128, 16384, 1.0276),
+    # meta-llama/Llama-4-*: every expert and the vision encoder resident (fact files). 16-bit share: all
+    # but the routed experts Meta's FP8 release quantizes (Maverick-...-Instruct-FP8 by its id).
+    # Context: 256K for the base models, 10M / 1M for the Instruct ones (transformers' converter).
+    *_family(("meta-llama/Llama-4-Scout-17B-16E",), 108.64, 48, 40, 8, 128, 262144, 16.0311),
+    *_family(("meta-llama/Llama-4-Scout-17B-16E-Instruct",), 108.64, 48, 40, 8, 128, 10485760, 16.0311),
+    *_family(("meta-llama/Llama-4-Maverick-17B-128E",), 401.58, 48, 40, 8, 128, 262144, 31.1424),
+    *_family(("meta-llama/Llama-4-Maverick-17B-128E-Instruct",), 401.58, 48, 40, 8, 128, 1048576, 31.1424),
     # mistralai/*: Mixtral counts all 8 experts (2 active per token)
     *_family(
         ("mistralai/Mistral-7B-v0.1", "mistralai/Mistral-7B-Instruct-v0.1", "mistralai/Mistral-7B-Instruct-v0.2"),
@@ -277,6 +292,12 @@ _CATALOG = (
     # Qwen3 sizes with 262144 tokens of context (QwenLM/Qwen3 README)
     *_family(("Qwen/Qwen3-30B-A3B-Instruct-2507", "Qwen/Qwen3-30B-A3B-Thinking-2507"), 30.53, 48, 32, 4, 128, 262144, 0.6223),
     *_family(("Qwen/Qwen3-4B-Instruct-2507", "Qwen/Qwen3-4B-Thinking-2507"), 4.02, 36, 32, 8, 128, 262144, 0.389),
+    # Qwen/Qwen3-235B-A22B-*-2507 and Qwen/Qwen3-Coder-480B-A35B-Instruct: Google's copies of their
+    # config.json in AI-Hypercomputer/maxtext (fact files); every expert is resident
+    *_family(("Qwen/Qwen3-235B-A22B-Instruct-2507", "Qwen/Qwen3-235B-A22B-Thinking-2507"), 235.09, 94, 64, 4, 128, 262144, 1.2447),
+    *_family(("Qwen/Qwen3-Coder-480B-A35B-Instruct",), 480.15, 62, 96, 8, 128, 262144, 1.867),
+    # Qwen/Qwen3-Coder-30B-A3B-Instruct: the Qwen3-30B-A3B shapes with 262144 tokens (fact file)
+    *_family(("Qwen/Qwen3-Coder-30B-A3B-Instruct",), 30.53, 48, 32, 4, 128, 262144, 0.6223),
     # deepseek-ai/DeepSeek-R1-Distill-*: the architecture of the base each is fine-tuned from
     # (deepseek-ai/DeepSeek-R1 README): Llama-3.1-8B, Qwen2.5-32B, Llama-3.3-70B-Instruct
     *_family(("deepseek-ai/DeepSeek-R1-Distill-Llama-8B",), 8.03, 32, 32, 8, 128, 131072, 1.0507),
@@ -294,6 +315,8 @@ _CATALOG = (
 _CATALOG = (
     *_CATALOG,
     ModelArch("openai/gpt-oss-120b", 116.83, 36, 64, 8, 64, "mxfp4", 131072, unquantized_params_b=2.1271, quantization="mxfp4"),
+    # openai/gpt-oss-20b: 24 layers of 32 experts (maxtext's copy of its config.json), MXFP4 alike
+    ModelArch("openai/gpt-oss-20b", 20.91, 24, 64, 8, 64, "mxfp4", 131072, unquantized_params_b=1.7975, quantization="mxfp4"),
 )
 CATALOG: Mapping[str, ModelArch] = {m.hf_id.lower(): m for m in _CATALOG}
 
@@ -460,7 +483,14 @@ DERIVABLE_MODEL_TYPES = (
     "gemma2",
     "gemma3_text",
     "gpt_oss",
+    "qwen3_vl_text",
+    "qwen3_vl_moe_text",
+    "llama4_text",
+    "phi3",
 )
+# Mixtures of experts whose every sparse layer also runs shared experts as wide as the routed ones
+# (transformers Llama4TextMoe.shared_expert), which config.json does not state.
+SHARED_EXPERTS: Mapping[str, int] = {"llama4_text": 1}
 # Attention kinds whose KV cache is 2 x kv_heads x head_dim per token and layer (sliding-window
 # layers are counted at full length: an upper bound, since the window caps their cache).
 STANDARD_ATTENTION = ("full_attention", "sliding_attention")
@@ -502,18 +532,21 @@ def parse_config_json(
     key: str, hf_id: str, data: Any, *, origin: str, params_b: float | None = None, source: str = "config.json"
 ) -> ModelArch:
     """A Hugging Face config.json, flat or with a nested text_config. The parameter count is
-    derived for DERIVABLE_MODEL_TYPES (plus the Gemma 3 vision tower); any other model needs
+    derived for DERIVABLE_MODEL_TYPES (plus the VISION_TOWERS); any other model needs
     params_b from the caller, and the error says so."""
     if not isinstance(data, Mapping):
         raise ConfigError(key, origin, "config.json must hold a JSON object")
     nested = isinstance(data.get("text_config"), Mapping)
     text: Mapping[str, Any] = data["text_config"] if nested else data
     model_type = str(text.get("model_type") or data.get("model_type") or "")
+    # The output head belongs to the ForConditionalGeneration model, so transformers 5 ties it by the
+    # top-level flag (Qwen3-VL-30B-A3B: false there, true in its text_config).
+    head = {"tie_word_embeddings": data["tie_word_embeddings"]} if nested and "tie_word_embeddings" in data else {}
     fields = _Fields(
         key,
         origin,
         "text_config." if nested else "",
-        {**MODEL_TYPE_DEFAULTS.get(model_type, {}), **{k: v for k, v in text.items() if v is not None}},
+        {**MODEL_TYPE_DEFAULTS.get(model_type, {}), **{k: v for k, v in text.items() if v is not None}, **head},
     )
     if "kv_lora_rank" in fields.values:
         raise fields.fail("latent attention (kv_lora_rank) caches KV differently")
@@ -545,10 +578,9 @@ def parse_config_json(
         vision_config = data.get("vision_config")
         if nested or isinstance(vision_config, Mapping):
             text_hidden = fields.count("hidden_size", "to count parameters")
-            if data.get("model_type") == "gemma3" and isinstance(vision_config, Mapping):
-                vision = _siglip_params(_Fields(key, origin, "vision_config.", vision_config), text_hidden)
-            elif data.get("model_type") == "qwen2_5_vl" and isinstance(vision_config, Mapping):
-                vision = _qwen25_vision_params(_Fields(key, origin, "vision_config.", vision_config), text_hidden)
+            tower = VISION_TOWERS.get(str(data.get("model_type")))
+            if tower is not None and isinstance(vision_config, Mapping):
+                vision = tower(_Fields(key, origin, "vision_config.", vision_config), text_hidden)
             else:
                 raise ConfigError(
                     key,
@@ -666,9 +698,14 @@ def _derive_params(fields: _Fields, layers: int, heads: int, kv_heads: int, head
     if fields.values.get("decoder_sparse_step", 1) != 1:
         raise fields.fail(f"{fields.prefix}decoder_sparse_step is not 1, which the parameter count does not model")
     expert_size = fields.values.get("moe_intermediate_size") or fields.count("intermediate_size", purpose)
-    moe_mlp = experts * 3 * hidden * expert_size + hidden * experts  # the experts and their router
-    dense_layers = len(fields.values.get("mlp_only_layers") or ())
-    dense_mlp = 3 * hidden * fields.count("intermediate_size", purpose) if dense_layers else 0
+    shared = SHARED_EXPERTS.get(str(fields.values.get("model_type")), 0)
+    moe_mlp = (experts + shared) * 3 * hidden * expert_size + hidden * experts  # the experts and their router
+    # Llama 4 Maverick: only every interleave_moe_layer_step-th layer is sparse
+    step = fields.values.get("interleave_moe_layer_step")
+    sparse_every = step if isinstance(step, int) and step > 1 else 1
+    dense_layers = layers - layers // sparse_every + len(fields.values.get("mlp_only_layers") or ())
+    dense_width = fields.values.get("intermediate_size_mlp") or fields.count("intermediate_size", purpose)
+    dense_mlp = 3 * hidden * dense_width if dense_layers else 0
     return embeddings + layers * attention + dense_layers * dense_mlp + (layers - dense_layers) * moe_mlp
 
 
@@ -707,3 +744,52 @@ def _siglip_params(vision: _Fields, text_hidden: int) -> int:
     embeddings = channels * patch * patch * hidden + hidden + (image // patch) ** 2 * hidden
     projector = hidden * text_hidden + hidden
     return vision.count("num_hidden_layers", purpose) * per_layer + embeddings + 2 * hidden + projector
+
+
+def _qwen3_vision_params(vision: _Fields, text_hidden: int) -> int:
+    """Qwen3-VL's vision tower (transformers Qwen3VLVisionModel): a 3D patch embedding with bias, a
+    learned position table, `depth` blocks (two LayerNorms, qkv and output projections, a plain
+    two-layer MLP, all with biases), the merger into the text model and one more merger per
+    deepstack_visual_indexes entry, which normalises after the 2x2 patches are merged."""
+    purpose = "to count the vision tower's parameters"
+    hidden, inner = vision.count("hidden_size", purpose), vision.count("intermediate_size", purpose)
+    patch, depth = vision.count("patch_size", purpose), vision.count("depth", purpose)
+    values = vision.values
+    block = 4 * hidden * hidden + 4 * hidden + 2 * hidden * inner + inner + hidden + 2 * 2 * hidden
+    embed = values.get("in_channels", 3) * values.get("temporal_patch_size", 2) * patch * patch * hidden + hidden
+    positions = values.get("num_position_embeddings", 0) * hidden
+    merged = hidden * values.get("spatial_merge_size", 2) ** 2
+    out = values.get("out_hidden_size") or text_hidden
+    merger_linears = merged * merged + merged + merged * out + out
+    deepstack = len(values.get("deepstack_visual_indexes") or ())
+    mergers = (2 * hidden + merger_linears) + deepstack * (2 * merged + merger_linears)
+    return depth * block + embed + positions + mergers
+
+
+def _llama4_vision_params(vision: _Fields, text_hidden: int) -> int:
+    """Llama 4's vision encoder (transformers Llama4VisionModel): an unbiased patch projection, a
+    class token and position table, LayerNorms before and after, `num_hidden_layers` blocks of
+    biased attention and MLP, the pixel-shuffle adapter's two unbiased linears (intermediate_size ->
+    projector_input_dim -> projector_output_dim) and the unbiased projector into the text model."""
+    purpose = "to count the vision tower's parameters"
+    hidden, inner = vision.count("hidden_size", purpose), vision.count("intermediate_size", purpose)
+    patch, image = vision.count("patch_size", purpose), vision.count("image_size", purpose)
+    projector_in = vision.count("projector_input_dim", purpose)
+    projector_out = vision.count("projector_output_dim", purpose)
+    layer = 4 * (hidden * hidden + hidden) + 2 * hidden * inner + inner + hidden + 2 * 2 * hidden
+    patches = (image // patch) ** 2 + 1  # and the class token
+    embeddings = vision.values.get("num_channels", 3) * patch * patch * hidden + hidden + patches * hidden + 2 * 2 * hidden
+    adapter = inner * projector_in + projector_out * projector_out
+    projector = vision.count("vision_output_dim", purpose) * text_hidden
+    return vision.count("num_hidden_layers", purpose) * layer + embeddings + adapter + projector
+
+
+# Vision towers sizing can count, by the config's top-level model_type; the text side is derived
+# from text_config as for a text-only model.
+VISION_TOWERS = {
+    "gemma3": _siglip_params,
+    "qwen2_5_vl": _qwen25_vision_params,
+    "qwen3_vl": _qwen3_vision_params,
+    "qwen3_vl_moe": _qwen3_vision_params,
+    "llama4": _llama4_vision_params,
+}

@@ -139,8 +139,8 @@ def test_config_json_fallbacks() -> None:
 
 
 def test_parameter_count_from_the_caller_when_not_derivable() -> None:
-    other = {**LLAMA_LIKE, "model_type": "phi3"}
-    with pytest.raises(ConfigError, match=r"model_type phi3 is not derivable.*paramsBillions"):
+    other = {**LLAMA_LIKE, "model_type": "phimoe"}
+    with pytest.raises(ConfigError, match=r"model_type phimoe is not derivable.*paramsBillions"):
         parse(other)
     assert parse(other, params_b=3.8).params_b == 3.8
 
@@ -302,6 +302,19 @@ FACT_FILES = {
     "gemma-4-31B-it.json": ("google/gemma-4-31B-it", "google/gemma-4-31B"),
     "gemma-4-26B-A4B-it.json": ("google/gemma-4-26B-A4B-it", "google/gemma-4-26B-A4B"),
     "gpt-oss-120b.json": ("openai/gpt-oss-120b",),
+    # Google's copies of the Hub files in AI-Hypercomputer/maxtext
+    "Qwen3-235B-A22B-2507.json": ("Qwen/Qwen3-235B-A22B-Instruct-2507", "Qwen/Qwen3-235B-A22B-Thinking-2507"),
+    "Qwen3-Coder-480B-A35B-Instruct.json": ("Qwen/Qwen3-Coder-480B-A35B-Instruct",),
+    "Qwen3-Coder-30B-A3B-Instruct.json": ("Qwen/Qwen3-Coder-30B-A3B-Instruct",),
+    "gpt-oss-20b.json": ("openai/gpt-oss-20b",),
+    "Qwen3-VL-2B.json": ("Qwen/Qwen3-VL-2B-Instruct", "Qwen/Qwen3-VL-2B-Thinking"),
+    "Qwen3-VL-4B.json": ("Qwen/Qwen3-VL-4B-Instruct", "Qwen/Qwen3-VL-4B-Thinking"),
+    "Qwen3-VL-30B-A3B.json": ("Qwen/Qwen3-VL-30B-A3B-Instruct", "Qwen/Qwen3-VL-30B-A3B-Thinking"),
+    "Llama-4-Scout-17B-16E-Instruct.json": ("meta-llama/Llama-4-Scout-17B-16E-Instruct",),
+    "Llama-4-Maverick-17B-128E-Instruct.json": ("meta-llama/Llama-4-Maverick-17B-128E-Instruct",),
+    # Pieced together from copies and published tensor counts (their _source)
+    "phi-4.json": ("microsoft/phi-4",),
+    "Qwen3-VL-8B.json": ("Qwen/Qwen3-VL-8B-Instruct", "Qwen/Qwen3-VL-8B-Thinking"),
 }
 
 
@@ -347,8 +360,62 @@ def test_the_issue_models_are_in_the_catalog() -> None:
         "deepseek-ai/DeepSeek-R1-Distill-Llama-8B",
         "deepseek-ai/DeepSeek-R1-Distill-Qwen-32B",
         "deepseek-ai/DeepSeek-R1-Distill-Llama-70B",
+        "Qwen/Qwen3-235B-A22B-Instruct-2507",
+        "Qwen/Qwen3-235B-A22B-Instruct-2507-FP8",
+        "Qwen/Qwen3-Coder-480B-A35B-Instruct",
+        "Qwen/Qwen3-Coder-480B-A35B-Instruct-FP8",
+        "Qwen/Qwen3-Coder-30B-A3B-Instruct-FP8",
+        "openai/gpt-oss-20b",
+        "Qwen/Qwen3-VL-8B-Instruct",
+        "Qwen/Qwen3-VL-30B-A3B-Instruct-FP8",
+        "meta-llama/Llama-4-Scout-17B-16E-Instruct",
+        "meta-llama/Llama-4-Maverick-17B-128E-Instruct-FP8",
+        "microsoft/phi-4",
     ):
         assert models.lookup(hf_id) is not None, hf_id
+
+
+@pytest.mark.parametrize(
+    ("fixture", "total_b", "vision_m"),
+    # Per-tensor counts of the released checkpoints: https://huggingface.co/OpenExplorer/Qwen3-VL-{2B,4B,8B}-Instruct
+    [("Qwen3-VL-2B.json", 2.128, 407.0), ("Qwen3-VL-4B.json", 4.438, 415.3), ("Qwen3-VL-8B.json", 8.767, 576.4)],
+)
+def test_qwen3_vl_counts_match_the_published_tensor_counts(fixture: str, total_b: float, vision_m: float) -> None:
+    model = fixture_arch(fixture)
+    assert model.params_b == pytest.approx(total_b, rel=5e-4)  # norms are left out: under 0.01%
+    data = json.loads((FIXTURES / fixture).read_text())
+    text = {**data["text_config"], "tie_word_embeddings": data["tie_word_embeddings"]}
+    text_only = models.parse_config_json("k", "x/y", text, origin=fixture)
+    assert (model.params_b - text_only.params_b) * 1e3 == pytest.approx(vision_m, abs=0.05)
+
+
+def test_derived_count_matches_the_checkpoints_stored_size() -> None:
+    # model.safetensors.index.json total_size of the bfloat16 checkpoint (the fact file's _source)
+    stored_parameters = 61064245248 / 2
+    assert fixture_arch("Qwen3-Coder-30B-A3B-Instruct.json").params_b * 1e9 == pytest.approx(stored_parameters, rel=1e-5)
+
+
+def test_a_multimodal_output_head_is_tied_by_the_top_level_flag() -> None:
+    data = json.loads((FIXTURES / "Qwen3-VL-30B-A3B.json").read_text())
+    untied = models.parse_config_json("k", "x/y", data, origin="f")
+    tied = models.parse_config_json("k", "x/y", {**data, "tie_word_embeddings": True}, origin="f")
+    text = data["text_config"]
+    assert untied.params_b - tied.params_b == pytest.approx(text["vocab_size"] * text["hidden_size"] / 1e9)
+
+
+@pytest.mark.parametrize(
+    ("fixture", "card_total_b", "quantized_moe_layers"),
+    # MODEL_CARD.md: 109B and 400B total. Meta's FP8 quantizes the routed experts of every MoE
+    # layer but the first and the last: Scout's 48 are all MoE, Maverick's are the 24 odd ones.
+    [("Llama-4-Scout-17B-16E-Instruct.json", 109, 46), ("Llama-4-Maverick-17B-128E-Instruct.json", 400, 23)],
+)
+def test_llama4_counts_and_the_share_fp8_leaves_in_16_bits(fixture: str, card_total_b: float, quantized_moe_layers: int) -> None:
+    model = fixture_arch(fixture)
+    assert model.params_b == pytest.approx(card_total_b, rel=0.005)
+    text = json.loads((FIXTURES / fixture).read_text())["text_config"]
+    routed = text["num_local_experts"] * 3 * text["hidden_size"] * text["intermediate_size"]
+    kept = model.params_b - quantized_moe_layers * routed / 1e9
+    assert kept == pytest.approx(json.loads((FIXTURES / fixture).read_text())["_unquantized_params_b"], rel=1e-4)
 
 
 def test_gemma4_parameter_count_from_the_makers_shapes() -> None:

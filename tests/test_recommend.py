@@ -248,3 +248,34 @@ def test_make_recommend_answers_as_the_module(capsys: pytest.CaptureFixture[str]
     env = {k: v for k, v in os.environ.items() if k not in models.HUB_TOKEN_ENV}
     direct = subprocess.run([sys.executable, "-m", "recommend", *argv], cwd=ROOT, env=env, capture_output=True, text=True, check=True)
     assert via_make == direct.stdout
+
+
+# One model of each family issue 15 names: each gets an answer on some generation, sized from the
+# catalog (never the Hub: conftest keeps tokens out and sizing is hermetic).
+ISSUE_15_FAMILIES = (
+    "meta-llama/Meta-Llama-3-8B-Instruct",
+    "meta-llama/Llama-3.1-405B-Instruct",
+    "meta-llama/Llama-3.3-70B-Instruct",
+    "meta-llama/Llama-4-Scout-17B-16E-Instruct",
+    "meta-llama/Llama-4-Maverick-17B-128E-Instruct-FP8",
+    "google/gemma-7b-it",
+    "google/gemma-2-27b-it",
+    "google/gemma-3-27b-it",
+    "google/gemma-4-26B-A4B-it",
+    "Qwen/Qwen2.5-VL-7B-Instruct",
+    "Qwen/Qwen3-32B-FP8",
+    "Qwen/Qwen3-235B-A22B-Thinking-2507",
+    "Qwen/Qwen3-Coder-480B-A35B-Instruct-FP8",
+    "Qwen/Qwen3-VL-30B-A3B-Instruct",
+    "mistralai/Mixtral-8x22B-Instruct-v0.1",
+    "deepseek-ai/DeepSeek-R1-Distill-Qwen-32B",
+    "openai/gpt-oss-20b",
+    "microsoft/phi-4",
+)
+
+
+@pytest.mark.parametrize("hf_id", ISSUE_15_FAMILIES)
+def test_every_issue_family_gets_an_answer(hf_id: str, capsys: pytest.CaptureFixture[str]) -> None:
+    code, data = run_json(capsys, "--model", hf_id, "--generation", "all", "--allow-multi-host")
+    assert code == 0 and data["model"]["source"].startswith("catalog")
+    assert any(g["choice"] for g in data["generations"])

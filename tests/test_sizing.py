@@ -258,6 +258,9 @@ def test_stack_config_sizes_through_the_catalog_architecture_and_config_json() -
 # slice no larger (in chips) than Google's, and one whose weights fit.
 TPU_RECIPES = "AI-Hypercomputer/tpu-recipes@c8cfe2f6"
 GKE_SAMPLES = "GoogleCloudPlatform/kubernetes-engine-samples@2b503651"
+TPU_INFERENCE = "vllm-project/tpu-inference@b8692ff0"
+# Llama 4 Scout's JetStream-MaxText recipe, deleted from tpu-recipes in 17637930 (May 2026).
+TPU_RECIPES_BEFORE_JETSTREAM_REMOVAL = "AI-Hypercomputer/tpu-recipes@eb4eb610"
 GOOGLE_CHOICES = [
     ("meta-llama/Llama-3.1-8B-Instruct", "v6e", 2048, "1x1", f"{TPU_RECIPES} inference/trillium/vLLM/Llama3.x (v6e-1)"),
     ("meta-llama/Llama-3.3-70B-Instruct", "v6e", 2048, "2x4", f"{TPU_RECIPES} inference/trillium/vLLM/Llama3.x"),
@@ -273,7 +276,30 @@ GOOGLE_CHOICES = [
     ("google/gemma-4-26B-A4B-it", "v6e", 16384, "2x2", f"{TPU_RECIPES} inference/trillium/vLLM/Gemma4 (README: Min TPUs (Chips) 4x)"),
     ("google/gemma-4-31B-it", "tpu7x", 1524, "2x2x1", f"{TPU_RECIPES} inference/ironwood/vLLM/Gemma4/gemma4-server.yaml (fp8)"),
     ("openai/gpt-oss-120b", "tpu7x", 9216, "2x2x1", f"{TPU_RECIPES} inference/ironwood/vLLM/GPT-OSS/README-gcs.md"),
+    (
+        "Qwen/Qwen3-Coder-480B-A35B-Instruct-FP8",
+        "tpu7x",
+        10240,
+        "2x2x1",
+        f"{TPU_RECIPES} inference/ironwood/vLLM/Qwen3-Coder-480B-A35B/README.md (TP 8, fp8 KV cache)",
+    ),
+    (
+        "Qwen/Qwen3-235B-A22B-Instruct-2507-FP8",
+        "tpu7x",
+        262144,  # no --max-model-len: vLLM takes the model's
+        "2x2x1",
+        f"{TPU_INFERENCE} examples/offload/gke/benchmarks/single-host/deploy-baseline.yaml (TP 8)",
+    ),
+    (
+        "meta-llama/Llama-4-Scout-17B-16E-Instruct",
+        "v6e",
+        2048,
+        "2x4",
+        f"{TPU_RECIPES_BEFORE_JETSTREAM_REMOVAL} inference/trillium/JetStream-Maxtext/Llama-4-Scout-17B-16E (TP 8)",
+    ),
 ]
+# Not listed: Llama 4 Maverick, which Google served on v6e-64 with MaxText's tensor x autoregressive
+# parallelism (8 x 8); vLLM's tensor parallelism alone cannot split its 40 heads over 16 or more chips.
 
 
 @pytest.mark.parametrize(("hf_id", "generation", "max_model_len", "google", "source"), GOOGLE_CHOICES)
@@ -297,6 +323,15 @@ def test_issue_models_never_get_a_slice_their_weights_do_not_fit() -> None:
         "openai/gpt-oss-120b",
         "Qwen/Qwen3-30B-A3B-Instruct-2507",
         "deepseek-ai/DeepSeek-R1-Distill-Llama-70B",
+        "Qwen/Qwen3-235B-A22B-Instruct-2507",
+        "Qwen/Qwen3-Coder-480B-A35B-Instruct",
+        "Qwen/Qwen3-Coder-30B-A3B-Instruct",
+        "Qwen/Qwen3-VL-8B-Instruct",
+        "Qwen/Qwen3-VL-30B-A3B-Instruct",
+        "meta-llama/Llama-4-Scout-17B-16E-Instruct",
+        "meta-llama/Llama-4-Maverick-17B-128E-Instruct-FP8",
+        "openai/gpt-oss-20b",
+        "microsoft/phi-4",
     ):
         for gen in facts.GENERATIONS.values():
             model = arch(hf_id)
