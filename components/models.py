@@ -295,6 +295,9 @@ _CATALOG = (
     # Qwen/Qwen3-235B-A22B-*-2507 and Qwen/Qwen3-Coder-480B-A35B-Instruct: Google's copies of their
     # config.json in AI-Hypercomputer/maxtext (fact files); every expert is resident
     *_family(("Qwen/Qwen3-235B-A22B-Instruct-2507", "Qwen/Qwen3-235B-A22B-Thinking-2507"), 235.09, 94, 64, 4, 128, 262144, 1.2447),
+    # Qwen/Qwen3-235B-A22B, the first release: the same shapes (maxtext configs/models/qwen3-235b-a22b.yml)
+    # with Qwen3's 40960 positions (QwenLM/Qwen3 docs/source/deployment/vllm.md)
+    *_family(("Qwen/Qwen3-235B-A22B",), 235.09, 94, 64, 4, 128, 40960, 1.2447),
     *_family(("Qwen/Qwen3-Coder-480B-A35B-Instruct",), 480.15, 62, 96, 8, 128, 262144, 1.867),
     # Qwen/Qwen3-Coder-30B-A3B-Instruct: the Qwen3-30B-A3B shapes with 262144 tokens (fact file)
     *_family(("Qwen/Qwen3-Coder-30B-A3B-Instruct",), 30.53, 48, 32, 4, 128, 262144, 0.6223),

@@ -362,6 +362,7 @@ def test_the_issue_models_are_in_the_catalog() -> None:
         "deepseek-ai/DeepSeek-R1-Distill-Llama-70B",
         "Qwen/Qwen3-235B-A22B-Instruct-2507",
         "Qwen/Qwen3-235B-A22B-Instruct-2507-FP8",
+        "Qwen/Qwen3-235B-A22B-FP8",
         "Qwen/Qwen3-Coder-480B-A35B-Instruct",
         "Qwen/Qwen3-Coder-480B-A35B-Instruct-FP8",
         "Qwen/Qwen3-Coder-30B-A3B-Instruct-FP8",
