@@ -21,7 +21,7 @@ import ipaddress
 import json
 import re
 import sys
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass as std_dataclass
 from pathlib import Path
 from types import MappingProxyType
@@ -842,41 +842,45 @@ PROJECT_KEYS = (*(k for k in STACK_KEYS if k not in ("project", "region")), *SEC
 
 def read_pulumi_config() -> dict[str, Any]:
     """The stack's raw config as plain values; secrets are read separately, as Outputs."""
-    app, cloud = pulumi.Config(), pulumi.Config("gcp")
+    names = {*pulumi.runtime.config.CONFIG.get(), *pulumi.runtime.config.get_config_env()}
+    flat = {full: pulumi.runtime.get_config(full) for full in names}
+    secret = {full for full in names if pulumi.runtime.is_config_secret(full)}
+    return raw_stack_config(pulumi.Config().name, flat, secret)
+
+
+def raw_stack_config(project: str, flat: Mapping[str, str | None], secret: Collection[str]) -> dict[str, Any]:
+    """What load_stack_config reads, from the flat `namespace:key` -> text map the CLI hands a
+    program (objects as JSON); `secret` names the encrypted keys. e2e reads a stack file this way too."""
     # A misspelt key (protectdata: true) would otherwise be ignored and leave its default in force.
     # An unknown key's value is never shown: `hftoken: hf_...` is a secret under a wrong name.
-    for full in sorted({*pulumi.runtime.config.CONFIG.get(), *pulumi.runtime.config.get_config_env()}):
+    for full in sorted(flat):
         namespace, _, name = full.partition(":")
-        secret = pulumi.runtime.is_config_secret(full)
-        if namespace == app.name and name in SECRET_KEYS and not secret:
+        if namespace == project and name in SECRET_KEYS and full not in secret:
             raise ConfigError(
                 name, HIDDEN, f"is in plain text in the stack file: pulumi config set --secret {name} <value> (and rotate the value)"
             )
-        if namespace == app.name and name not in PROJECT_KEYS:
-            allowed = ", ".join(f"{app.name}:{k}" for k in PROJECT_KEYS)
+        if namespace == project and name not in PROJECT_KEYS:
+            allowed = ", ".join(f"{project}:{k}" for k in PROJECT_KEYS)
             raise ConfigError(full, HIDDEN, f"unknown key{_did_you_mean(name, PROJECT_KEYS)}; allowed: {allowed}")
         if namespace == "gcp" and name not in gcp_provider_keys():
             raise ConfigError(
                 full, HIDDEN, f"not a gcp provider key{_did_you_mean(name, gcp_provider_keys())}; this stack reads gcp:project, gcp:region"
             )
-        if not secret:
-            _refuse_secret_shapes(name if namespace == app.name else full, _parsed(pulumi.runtime.get_config(full)))
-    raw: dict[str, Any] = {"project": cloud.get("project"), "region": cloud.get("region")}
+        if full not in secret:
+            _refuse_secret_shapes(name if namespace == project else full, _parsed(flat[full]))
+    raw: dict[str, Any] = {"project": flat.get("gcp:project"), "region": flat.get("gcp:region")}
     for info in _fields(StackConfig).values():
         alias = str(info.alias)
-        if alias not in PROJECT_KEYS:
+        text = flat.get(f"{project}:{alias}")
+        if alias not in PROJECT_KEYS or text is None:
             continue
         if any(isinstance(rule, Rule) for rule in info.metadata):
-            # A scalar (protectData: true) is read as its text, which its rule parses.
-            if app.get(alias) is not None:
-                raw[alias] = app.get(alias)
+            raw[alias] = text  # a scalar (protectData: true) is read as its text, which its rule parses
             continue
         try:
-            value = app.get_object(alias)
-        except pulumi.ConfigTypeError:
-            raise ConfigError(alias, app.get(alias), "must be a YAML mapping or list (as in Pulumi.<stack>.yaml)") from None
-        if value is not None:
-            raw[alias] = value
+            raw[alias] = json.loads(text)
+        except (ValueError, RecursionError):
+            raise ConfigError(alias, text, "must be a YAML mapping or list (as in Pulumi.<stack>.yaml)") from None
     return raw
 
 

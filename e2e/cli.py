@@ -28,12 +28,14 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import yaml
 
 import tool_cli
 from components import facts
+from components.config import load_stack_config, raw_stack_config
+from components.errors import ConfigError
 from components.vllm_server import NAME as SERVER
 from loadtest.cli import API_KEY_ENV
+from offline_plan.harness import read_stack_config
 
 PROG = "e2e"
 ROOT = Path(__file__).resolve().parent.parent
@@ -116,17 +118,17 @@ def check_stack(stack: str, keep: bool) -> Path:
         raise Refusal(f"no policy config {policy_config.relative_to(ROOT)} for stack {stack}")
     if keep:
         return policy_config
-    try:
-        document = yaml.safe_load(stack_file.read_text(encoding="utf-8")) or {}
-    except yaml.YAMLError as error:
-        raise Refusal(f"{stack_file.name} is not YAML: {_last_line(str(error))}") from error
-    config = (document.get("config") or {}) if isinstance(document, dict) else {}
+    try:  # read as the program reads it, so the schema's defaults decide what is protected
+        project, flat, secret_keys, _ = read_stack_config(stack, ROOT)
+        config = load_stack_config(raw_stack_config(project, flat, secret_keys), stack)
+    except ConfigError as error:
+        raise Refusal(str(error)) from None
     # A destroy of a protected stack deletes the node pools and the workloads, then stops at the
     # cluster or a bucket: an outage, not a teardown. e2e is for a throwaway stack.
     held = []
-    if config.get("tpu-serving:protectData") is True:
+    if config.protect_data:
         held.append("tpu-serving:protectData: true")
-    if (config.get("tpu-serving:cluster") or {}).get("deletionProtection", True) is not False:
+    if config.cluster.deletion_protection:
         held.append("cluster.deletionProtection (default true)")
     if held:
         raise Refusal(f"stack {stack} protects what e2e would destroy ({', '.join(held)}): use a throwaway stack, or --keep")

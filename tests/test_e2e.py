@@ -9,6 +9,7 @@ from __future__ import annotations
 import copy
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -265,6 +266,24 @@ def test_refuses_to_destroy_a_protected_stack(fakes: Path, capfd: pytest.Capture
     assert cli.main(["--stack", "prod"]) == 2
     err = capfd.readouterr().err
     assert "stack prod protects what e2e would destroy (tpu-serving:protectData: true, cluster.deletionProtection" in err
+    assert calls(fakes) == []
+
+
+def test_a_stack_file_the_program_would_refuse_stops_e2e_first(
+    fakes: Path, capfd: pytest.CaptureFixture[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A misspelt protectData would leave its default (false) in force: refused before `pulumi up`.
+    root = tmp_path / "repo"
+    (root / "policies" / "config").mkdir(parents=True)
+    shutil.copy(ROOT / "Pulumi.yaml", root)
+    shutil.copy(ROOT / "policies" / "config" / "dev.json", root / "policies" / "config")
+    stack = (ROOT / "Pulumi.dev.yaml").read_text(encoding="utf-8")
+    (root / "Pulumi.dev.yaml").write_text(stack.replace("config:\n", "config:\n  tpu-serving:protectdata: true\n", 1), encoding="utf-8")
+    monkeypatch.setattr(cli, "ROOT", root)
+    assert cli.main(["--stack", "dev"]) == 2
+    err = capfd.readouterr().err
+    assert "config error: tpu-serving:protectdata = <value not shown>: unknown key (did you mean protectData?)" in err
+    assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
     assert calls(fakes) == []
 
 
