@@ -494,9 +494,10 @@ DERIVABLE_MODEL_TYPES = (
 # Mixtures of experts whose every sparse layer also runs shared experts as wide as the routed ones
 # (transformers Llama4TextMoe.shared_expert), which config.json does not state.
 SHARED_EXPERTS: Mapping[str, int] = {"llama4_text": 1}
-# Attention kinds whose KV cache is 2 x kv_heads x head_dim per token and layer (sliding-window
-# layers are counted at full length: an upper bound, since the window caps their cache).
-STANDARD_ATTENTION = ("full_attention", "sliding_attention")
+# Attention kinds whose KV cache is 2 x kv_heads x head_dim per token and layer (sliding-window and
+# Llama 4's chunked layers are counted at full length: an upper bound, since window and chunk cap
+# their cache).
+STANDARD_ATTENTION = ("full_attention", "sliding_attention", "chunked_attention")
 
 
 def from_config_json_path(key: str, hf_id: str, path: str, params_b: float | None = None) -> ModelArch:
@@ -703,10 +704,11 @@ def _derive_params(fields: _Fields, layers: int, heads: int, kv_heads: int, head
     expert_size = fields.values.get("moe_intermediate_size") or fields.count("intermediate_size", purpose)
     shared = SHARED_EXPERTS.get(str(fields.values.get("model_type")), 0)
     moe_mlp = (experts + shared) * 3 * hidden * expert_size + hidden * experts  # the experts and their router
-    # Llama 4 Maverick: only every interleave_moe_layer_step-th layer is sparse
-    step = fields.values.get("interleave_moe_layer_step")
-    sparse_every = step if isinstance(step, int) and step > 1 else 1
-    dense_layers = layers - layers // sparse_every + len(fields.values.get("mlp_only_layers") or ())
+    # Llama 4 lists its sparse layers (moe_layers) or states their spacing (interleave_moe_layer_step:
+    # every second on Maverick); Qwen lists its dense ones (mlp_only_layers).
+    listed, step = fields.values.get("moe_layers"), fields.values.get("interleave_moe_layer_step")
+    sparse = len(listed) if isinstance(listed, list) else layers // (step if isinstance(step, int) and step > 1 else 1)
+    dense_layers = layers - sparse + len(fields.values.get("mlp_only_layers") or ())
     dense_width = fields.values.get("intermediate_size_mlp") or fields.count("intermediate_size", purpose)
     dense_mlp = 3 * hidden * dense_width if dense_layers else 0
     return embeddings + layers * attention + dense_layers * dense_mlp + (layers - dense_layers) * moe_mlp

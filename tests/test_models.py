@@ -419,6 +419,21 @@ def test_llama4_counts_and_the_share_fp8_leaves_in_16_bits(fixture: str, card_to
     assert kept == pytest.approx(json.loads((FIXTURES / fixture).read_text())["_unquantized_params_b"], rel=1e-4)
 
 
+def test_llama4_as_transformers_saves_it_now() -> None:
+    # Re-saved by newer transformers, Llama 4's config lists its sparse layers and layer kinds.
+    data = json.loads((FIXTURES / "Llama-4-Maverick-17B-128E-Instruct.json").read_text())
+    text = data["text_config"]
+    layers = text["num_hidden_layers"]
+    saved = {
+        **{k: v for k, v in text.items() if k != "interleave_moe_layer_step"},
+        "moe_layers": list(range(1, layers, 2)),
+        "layer_types": ["full_attention" if (i + 1) % 4 == 0 else "chunked_attention" for i in range(layers)],
+    }
+    resaved = models.parse_config_json("k", "x/y", {**data, "text_config": saved}, origin="f")
+    assert resaved.params_b == fixture_arch("Llama-4-Maverick-17B-128E-Instruct.json").params_b
+    assert resaved.kv_groups == ((layers, 8, 128),)
+
+
 def test_gemma4_parameter_count_from_the_makers_shapes() -> None:
     # google-deepmind/gemma gm/nn/gemma4: Einsum shapes of _modules.Attention (q, o; kv, or k alone
     # on global layers with k_eq_v), FeedForward (gating 2 x hidden x embed, linear), _moe.MoERagged
