@@ -2,7 +2,7 @@
 
 Three ways in: the catalog below (numbers from each model's published config.json on the
 Hugging Face Hub, each family with its source; parameter counts computed from those configs as
-`_derive_params` does, which match the model cards' rounded figures), a model described in stack
+`_derive_params` does, which match the checkpoints' tensor counts but for the norms), a model described in stack
 config under `architecture:` (`from_mapping`), or a config.json file (`from_config_json_path`).
 
 Sizing is hermetic: nothing here reaches the network while a program, the policy pack, a plan or
@@ -12,7 +12,8 @@ write a config.json fact file under tests/fixtures/model_configs/.
 
 Quantized checkpoints: the weight format comes from config.json's quantization_config or, for a
 catalog model's quantized sibling, from the model id (`-FP8`, `-Int8`/`-W8A8`, `-AWQ`/`-Int4`/
-`-GPTQ-Int4`/`-W4A16`); embeddings, the output head and a vision tower stay in 16 bits.
+`-GPTQ-Int4`/`-W4A16`); embeddings, the output head and a vision tower stay in 16 bits (for
+Llama 4 everything but the routed experts, as vLLM on TPU quantizes its FP8 checkpoints).
 
 Since issue 15 the catalog also holds models whose Hub config.json could not be read here, with the
 numbers from other sources (each fact file's _source): Google's copies of the Hub files in
@@ -126,6 +127,9 @@ class ModelArch:
     global_head_dim: int = 0
     # How the weights are quantized (quant_method, or "model id"), None when they are not.
     quantization: str | None = None
+    # Attention heads of a vision encoder, which vLLM splits over the tensor-parallel devices too;
+    # 0 for a text-only model.
+    vision_heads: int = 0
 
     @property
     def weight_bytes(self) -> int:
@@ -157,10 +161,12 @@ def _family(
     max_context: int,
     unquantized_b: float = 0.0,
     global_attention: tuple[int, int, int] = (0, 0, 0),
+    vision_heads: int = 0,
 ) -> tuple[ModelArch, ...]:
-    """Base and instruction-tuned variants share one architecture. unquantized_b: embeddings,
-    output head and vision tower, which a quantized sibling keeps in 16 bits. global_attention:
-    (layers, KV heads, head_dim) of Gemma 4-style full-attention layers."""
+    """Base and instruction-tuned variants share one architecture. unquantized_b: what a quantized
+    sibling keeps in 16 bits (embeddings, output head and vision tower; for Llama 4 all but the
+    routed experts). global_attention: (layers, KV heads, head_dim) of Gemma 4-style full-attention
+    layers. vision_heads: the vision encoder's attention heads."""
     layers_g, kv_g, dim_g = global_attention
     return tuple(
         ModelArch(
@@ -176,6 +182,7 @@ def _family(
             global_layers=layers_g,
             global_kv_heads=kv_g,
             global_head_dim=dim_g,
+            vision_heads=vision_heads,
         )
         for i in ids
     )
@@ -240,9 +247,9 @@ _CATALOG = (
     *_family(("meta-llama/Meta-Llama-3-70B", "meta-llama/Meta-Llama-3-70B-Instruct"), 70.55, 80, 64, 8, 128, 8192, 2.1013),
     # google/gemma-3-*: 1B is text only (model_type gemma3_text); the others nest text_config
     *_family(("google/gemma-3-1b-it", "google/gemma-3-1b-pt"), 1.0, 26, 4, 1, 256, 32768),
-    *_family(("google/gemma-3-4b-it", "google/gemma-3-4b-pt"), 4.3, 34, 8, 4, 256, 131072),
-    *_family(("google/gemma-3-12b-it", "google/gemma-3-12b-pt"), 12.19, 48, 16, 8, 256, 131072),
-    *_family(("google/gemma-3-27b-it", "google/gemma-3-27b-pt"), 27.43, 62, 32, 16, 128, 131072),
+    *_family(("google/gemma-3-4b-it", "google/gemma-3-4b-pt"), 4.3, 34, 8, 4, 256, 131072, vision_heads=16),
+    *_family(("google/gemma-3-12b-it", "google/gemma-3-12b-pt"), 12.19, 48, 16, 8, 256, 131072, vision_heads=16),
+    *_family(("google/gemma-3-27b-it", "google/gemma-3-27b-pt"), 27.43, 62, 32, 16, 128, 131072, vision_heads=16),
     # google/gemma-* (Gemma 1, fact files gemma-2b.json, gemma-7b.json): tied embeddings, 256000 tokens
     *_family(("google/gemma-2b", "google/gemma-2b-it", "google/gemma-1.1-2b-it"), 2.506, 18, 8, 1, 256, 8192, 0.5243),
     *_family(("google/gemma-7b", "google/gemma-7b-it", "google/gemma-1.1-7b-it"), 8.538, 28, 16, 16, 256, 8192, 0.7864),
@@ -259,21 +266,22 @@ _CATALOG = (
     *_family(("Qwen/Qwen2.5-32B",), 32.76, 64, 40, 8, 128, 131072, 1.5571),
     *_family(("Qwen/Qwen2.5-32B-Instruct",), 32.76, 64, 40, 8, 128, 32768, 1.5571),
     # Qwen/Qwen2.5-VL-7B-Instruct: multimodal; 8.29B counts the 0.68B vision tower (fact file)
-    *_family(("Qwen/Qwen2.5-VL-7B-Instruct",), 8.292, 28, 28, 4, 128, 128000, 1.7665),
+    *_family(("Qwen/Qwen2.5-VL-7B-Instruct",), 8.292, 28, 28, 4, 128, 128000, 1.7665, vision_heads=16),
     # Qwen/Qwen3-VL-*: multimodal, each count includes its vision tower and deepstack mergers (fact files)
-    *_family(("Qwen/Qwen3-VL-2B-Instruct", "Qwen/Qwen3-VL-2B-Thinking"), 2.127, 28, 16, 8, 128, 262144, 0.7181),
-    *_family(("Qwen/Qwen3-VL-4B-Instruct", "Qwen/Qwen3-VL-4B-Thinking"), 4.438, 36, 32, 8, 128, 262144, 0.8043),
-    *_family(("Qwen/Qwen3-VL-8B-Instruct", "Qwen/Qwen3-VL-8B-Thinking"), 8.767, 36, 32, 8, 128, 262144, 1.821),
-    *_family(("Qwen/Qwen3-VL-30B-A3B-Instruct", "Qwen/Qwen3-VL-30B-A3B-Thinking"), 31.07, 48, 32, 4, 128, 262144, 1.161),
+    *_family(("Qwen/Qwen3-VL-2B-Instruct", "Qwen/Qwen3-VL-2B-Thinking"), 2.127, 28, 16, 8, 128, 262144, 0.7181, vision_heads=16),
+    *_family(("Qwen/Qwen3-VL-4B-Instruct", "Qwen/Qwen3-VL-4B-Thinking"), 4.438, 36, 32, 8, 128, 262144, 0.8043, vision_heads=16),
+    *_family(("Qwen/Qwen3-VL-8B-Instruct", "Qwen/Qwen3-VL-8B-Thinking"), 8.767, 36, 32, 8, 128, 262144, 1.821, vision_heads=16),
+    *_family(("Qwen/Qwen3-VL-30B-A3B-Instruct", "Qwen/Qwen3-VL-30B-A3B-Thinking"), 31.07, 48, 32, 4, 128, 262144, 1.161, vision_heads=16),
     # microsoft/phi-4 (fact file: copies of its config.json; Phi3's fused projections count the same)
     *_family(("microsoft/phi-4",), 14.66, 40, 40, 10, 128, 16384, 1.0276),
     # meta-llama/Llama-4-*: every expert and the vision encoder resident (fact files). 16-bit share: all
-    # but the routed experts Meta's FP8 release quantizes (Maverick-...-Instruct-FP8 by its id).
-    # Context: 256K for the base models, 10M / 1M for the Instruct ones (transformers' converter).
-    *_family(("meta-llama/Llama-4-Scout-17B-16E",), 108.64, 48, 40, 8, 128, 262144, 16.0311),
-    *_family(("meta-llama/Llama-4-Scout-17B-16E-Instruct",), 108.64, 48, 40, 8, 128, 10485760, 16.0311),
-    *_family(("meta-llama/Llama-4-Maverick-17B-128E",), 401.58, 48, 40, 8, 128, 262144, 31.1424),
-    *_family(("meta-llama/Llama-4-Maverick-17B-128E-Instruct",), 401.58, 48, 40, 8, 128, 1048576, 31.1424),
+    # but the routed experts, which vLLM on TPU quantizes in an FP8 checkpoint (Maverick-...-Instruct-FP8
+    # by its id). Context: 256K for the base models, 10M / 1M for the Instruct ones (transformers'
+    # converter, convert_llama4_weights_to_hf.py max_context_length).
+    *_family(("meta-llama/Llama-4-Scout-17B-16E",), 108.64, 48, 40, 8, 128, 262144, 12.0045, vision_heads=16),
+    *_family(("meta-llama/Llama-4-Scout-17B-16E-Instruct",), 108.64, 48, 40, 8, 128, 10485760, 12.0045, vision_heads=16),
+    *_family(("meta-llama/Llama-4-Maverick-17B-128E",), 401.58, 48, 40, 8, 128, 262144, 15.0362, vision_heads=16),
+    *_family(("meta-llama/Llama-4-Maverick-17B-128E-Instruct",), 401.58, 48, 40, 8, 128, 1048576, 15.0362, vision_heads=16),
     # mistralai/*: Mixtral counts all 8 experts (2 active per token)
     *_family(
         ("mistralai/Mistral-7B-v0.1", "mistralai/Mistral-7B-Instruct-v0.1", "mistralai/Mistral-7B-Instruct-v0.2"),
@@ -310,8 +318,8 @@ _CATALOG = (
     # 256-wide heads, then 1 full-attention layer of 512-wide heads whose K is also V); the count
     # includes the 0.58B vision encoder, which a quantized checkpoint keeps in 16 bits with the
     # tied embeddings. 26B-A4B: 128 experts (8 active) beside a dense MLP, all resident.
-    *_family(("google/gemma-4-31B-it", "google/gemma-4-31B"), 31.27, 60, 32, 16, 256, 262144, 1.9849, (10, 4, 512)),
-    *_family(("google/gemma-4-26B-A4B-it", "google/gemma-4-26B-A4B"), 25.81, 30, 16, 8, 256, 262144, 1.3109, (5, 2, 512)),
+    *_family(("google/gemma-4-31B-it", "google/gemma-4-31B"), 31.27, 60, 32, 16, 256, 262144, 1.9849, (10, 4, 512), vision_heads=16),
+    *_family(("google/gemma-4-26B-A4B-it", "google/gemma-4-26B-A4B"), 25.81, 30, 16, 8, 256, 262144, 1.3109, (5, 2, 512), vision_heads=16),
 )
 # openai/gpt-oss-120b (openai/gpt-oss ModelConfig): 128 experts, 4 active, all resident; the experts
 # are MXFP4, attention, router, embeddings and output head (2.13B) bfloat16: 116.83B is the model card's total.
@@ -614,7 +622,18 @@ def parse_config_json(
         global_kv_heads=global_kv_heads,
         global_head_dim=global_head_dim,
         quantization=None if quantized is None else str(method or "quantization_config"),
+        vision_heads=_vision_heads(data),
     )
+
+
+def _vision_heads(data: Mapping[str, Any]) -> int:
+    """The vision encoder's attention heads (num_heads, or num_attention_heads), 0 without one."""
+    vision = data.get("vision_config")
+    if not isinstance(vision, Mapping):
+        return 0
+    defaults = QWEN25_VISION_DEFAULTS if data.get("model_type") == "qwen2_5_vl" else {}
+    heads = vision.get("num_heads") or vision.get("num_attention_heads") or defaults.get("num_heads")
+    return heads if isinstance(heads, int) and not isinstance(heads, bool) and heads > 0 else 0
 
 
 def weight_dtype_of(fields: _Fields, quantization: Any) -> str:
@@ -717,6 +736,7 @@ def _derive_params(fields: _Fields, layers: int, heads: int, kv_heads: int, head
 # transformers' Qwen2_5_VLVisionConfig defaults, for the fields Qwen2.5-VL configs leave out.
 QWEN25_VISION_DEFAULTS: Mapping[str, int] = {
     "depth": 32,
+    "num_heads": 16,
     "intermediate_size": 3420,
     "in_chans": 3,
     "patch_size": 14,

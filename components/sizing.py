@@ -65,12 +65,15 @@ def _pow2_at_least(n: int) -> int:
 
 def tp_problem(arch: ModelArch, tp: int) -> str | None:
     """Why vLLM cannot shard this model's attention over tp devices, or None when it can: query
-    heads split evenly, and KV heads either split evenly or are replicated a whole number of times."""
+    heads split evenly, KV heads either split evenly or are replicated a whole number of times, and
+    a vision encoder's heads split evenly (vLLM's vision attention divides them by tp)."""
     if arch.attention_heads % tp:
         return f"tensor parallel {tp} does not divide {arch.attention_heads} attention heads"
     for _, kv_heads, _ in arch.kv_groups:
         if kv_heads % tp and tp % kv_heads:
             return f"tensor parallel {tp} and {kv_heads} KV heads: neither divides the other"
+    if arch.vision_heads and arch.vision_heads % tp:
+        return f"tensor parallel {tp} does not divide the vision encoder's {arch.vision_heads} heads"
     return None
 
 

@@ -52,6 +52,9 @@ FACT_FIELDS = (
     "num_experts",
     "decoder_sparse_step",
     "mlp_only_layers",
+    "moe_layers",
+    "interleave_moe_layer_step",
+    "intermediate_size_mlp",
     "kv_lora_rank",
     "torch_dtype",
     "dtype",
@@ -426,7 +429,8 @@ def catalog_entry(arch: models.ModelArch) -> str:
     """The line to paste into components/models.py's _CATALOG."""
     line = (
         f'    *_family(("{arch.hf_id}",), {arch.params_b:.4g}, {arch.layers}, {arch.attention_heads}, {arch.kv_heads}, '
-        f"{arch.head_dim}, {arch.max_context or 0}, {arch.unquantized_params_b:.4f}),"
+        f"{arch.head_dim}, {arch.max_context or 0}, {arch.unquantized_params_b:.4f}"
+        f"{f', vision_heads={arch.vision_heads}' if arch.vision_heads else ''}),"
     )
     notes = []
     if arch.dtype != "bfloat16":

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 from typing import Any
@@ -322,7 +323,7 @@ FACT_FILES = {
 def test_catalog_entry_matches_its_fact_file(fixture: str, hf_id: str) -> None:
     parsed, known = fixture_arch(fixture, hf_id), models.lookup(hf_id)
     assert known is not None and known.source == "catalog"
-    fields = ("layers", "attention_heads", "kv_heads", "head_dim", "dtype", "max_context", "kv_groups")
+    fields = ("layers", "attention_heads", "kv_heads", "head_dim", "dtype", "max_context", "kv_groups", "vision_heads")
     assert {f: getattr(parsed, f) for f in fields} == {f: getattr(known, f) for f in fields}
     assert parsed.params_b == pytest.approx(known.params_b, rel=2e-3)
     if known.unquantized_params_b:
@@ -405,18 +406,34 @@ def test_a_multimodal_output_head_is_tied_by_the_top_level_flag() -> None:
 
 
 @pytest.mark.parametrize(
-    ("fixture", "card_total_b", "quantized_moe_layers"),
-    # MODEL_CARD.md: 109B and 400B total. Meta's FP8 quantizes the routed experts of every MoE
-    # layer but the first and the last: Scout's 48 are all MoE, Maverick's are the 24 odd ones.
-    [("Llama-4-Scout-17B-16E-Instruct.json", 109, 46), ("Llama-4-Maverick-17B-128E-Instruct.json", 400, 23)],
+    ("fixture", "card_total_b", "moe_layers"),
+    # MODEL_CARD.md: 109B and 400B total. vLLM on TPU quantizes the routed experts of every MoE layer
+    # of an FP8 checkpoint: Scout's 48 layers are all MoE, Maverick's the 24 odd ones.
+    [("Llama-4-Scout-17B-16E-Instruct.json", 109, 48), ("Llama-4-Maverick-17B-128E-Instruct.json", 400, 24)],
 )
-def test_llama4_counts_and_the_share_fp8_leaves_in_16_bits(fixture: str, card_total_b: float, quantized_moe_layers: int) -> None:
+def test_llama4_counts_and_the_share_fp8_leaves_in_16_bits(fixture: str, card_total_b: float, moe_layers: int) -> None:
     model = fixture_arch(fixture)
     assert model.params_b == pytest.approx(card_total_b, rel=0.005)
     text = json.loads((FIXTURES / fixture).read_text())["text_config"]
     routed = text["num_local_experts"] * 3 * text["hidden_size"] * text["intermediate_size"]
-    kept = model.params_b - quantized_moe_layers * routed / 1e9
+    kept = model.params_b - moe_layers * routed / 1e9
     assert kept == pytest.approx(json.loads((FIXTURES / fixture).read_text())["_unquantized_params_b"], rel=1e-4)
+
+
+@pytest.mark.parametrize(
+    ("hf_id", "checked", "context"),
+    [
+        # transformers convert_llama4_weights_to_hf.py max_context_length(): 256K for the base models
+        ("meta-llama/Llama-4-Scout-17B-16E", "meta-llama/Llama-4-Scout-17B-16E-Instruct", 262144),
+        ("meta-llama/Llama-4-Maverick-17B-128E", "meta-llama/Llama-4-Maverick-17B-128E-Instruct", 262144),
+        # QwenLM/Qwen3 docs/source/deployment/vllm.md: Qwen3's max_position_embeddings is 40960
+        ("Qwen/Qwen3-235B-A22B", "Qwen/Qwen3-235B-A22B-Instruct-2507", 40960),
+    ],
+)
+def test_rows_without_a_fact_file_are_a_checked_row_with_its_context(hf_id: str, checked: str, context: int) -> None:
+    row, checked_row = models.lookup(hf_id), models.lookup(checked)
+    assert checked_row is not None and any(checked in ids for ids in FACT_FILES.values())
+    assert row == dataclasses.replace(checked_row, hf_id=hf_id, max_context=context)
 
 
 def test_llama4_as_transformers_saves_it_now() -> None:

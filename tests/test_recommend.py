@@ -196,6 +196,21 @@ def test_from_hub_with_a_fake_download(tmp_path: Path, monkeypatch: pytest.Monke
     assert models.from_config_json_path("k", "acme/new-32b", str(tmp_path / "new-32b.json")).layers == 64
 
 
+def test_from_hub_multimodal_entry_and_fact_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = {k: v for k, v in json.loads((FIXTURES / "Qwen3-VL-8B.json").read_text()).items() if k != "_source"}
+    monkeypatch.setattr(models, "download_config_json", lambda hf_id, token, transport=None: config)
+    monkeypatch.setattr(recommend, "FACTS_DIR", tmp_path)
+    monkeypatch.setenv("HF_TOKEN", "hf_fake")
+    assert recommend.main(["--model", "acme/vl-8b", "--from-hub", "--save", "--json"]) == 0
+    err = capsys.readouterr().err
+    assert '*_family(("acme/vl-8b",), 8.767, 36, 32, 8, 128, 262144, 1.8210, vision_heads=16),' in err
+    saved = models.from_config_json_path("k", "acme/vl-8b", str(tmp_path / "vl-8b.json"))
+    catalog = models.lookup("Qwen/Qwen3-VL-8B-Instruct")
+    assert catalog is not None and (saved.params_b, saved.vision_heads) == (pytest.approx(catalog.params_b, rel=1e-4), 16)
+
+
 def test_from_hub_failure_is_one_line(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
     monkeypatch.setenv(models.HUB_OFFLINE_ENV, "1")
     assert recommend.main(["--model", "acme/m", "--from-hub"]) == 2

@@ -129,6 +129,14 @@ def test_explicit_topology_whose_chips_do_not_split_the_heads() -> None:
     assert sizing.tp_problem(six_kv, 4) == "tensor parallel 4 and 6 KV heads: neither divides the other"
 
 
+def test_a_vision_encoders_heads_must_split_too() -> None:
+    vl = arch("Qwen/Qwen3-VL-8B-Instruct")  # 32 text heads, 8 KV heads, a vision encoder of 16
+    assert vl.vision_heads == 16 and sizing.tp_problem(vl, 8) is None
+    with pytest.raises(ConfigError, match="tensor parallel 32 does not divide the vision encoder's 16 heads"):
+        resolve(vl, "4x8", multi_host=True)
+    assert sizing.tp_problem(arch("Qwen/Qwen3-8B"), 32) is None  # the same text model alone: KV heads replicated
+
+
 def test_auto_skips_slices_whose_chips_do_not_split_the_heads() -> None:
     # 186 GiB of weights need 8 chips, and 8 does not divide 12 heads.
     big = models.ModelArch("acme/wide", 100.0, 40, 12, 4, 128)
@@ -298,8 +306,9 @@ GOOGLE_CHOICES = [
         f"{TPU_RECIPES_BEFORE_JETSTREAM_REMOVAL} inference/trillium/JetStream-Maxtext/Llama-4-Scout-17B-16E (TP 8)",
     ),
 ]
-# Not listed: Llama 4 Maverick, which Google served on v6e-64 with MaxText's tensor x autoregressive
-# parallelism (8 x 8); vLLM's tensor parallelism alone cannot split its 40 heads over 16 or more chips.
+# Not listed: Llama 4 Maverick, which the same removed recipe served on v6e with MaxText's tensor x
+# autoregressive parallelism (8 x 8); vLLM's tensor parallelism alone cannot split its 40 heads over
+# 16 or more chips.
 
 
 @pytest.mark.parametrize(("hf_id", "generation", "max_model_len", "google", "source"), GOOGLE_CHOICES)
