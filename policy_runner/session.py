@@ -10,10 +10,8 @@ anything with the analyzer stub's methods.
 from __future__ import annotations
 
 import collections
-import ctypes
 import os
 import queue
-import signal
 import subprocess
 import sys
 import threading
@@ -246,15 +244,23 @@ class PolicyPackSession:
         ]
 
 
-# Looked up before any fork: the child must not load libraries while another thread may hold a lock.
-_PRCTL = ctypes.CDLL(None, use_errno=True).prctl if sys.platform == "linux" else None
+# The pack asks Linux to kill it when the thread that started it dies without stopping it (start and
+# use a pack from one long-lived thread), then runs as `python -m pulumi.policy` would. Asking from
+# the child's own interpreter keeps Popen on vfork: a preexec_fn makes it fork, and gRPC's fork
+# handlers then restart a poller that aborts the child before it execs (grpc/grpc#43055).
+_DIE_WITH_PARENT = (
+    "import ctypes, os, runpy, signal, sys\n"
+    "ctypes.CDLL(None).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG\n"
+    "if os.getppid() != int(sys.argv.pop(1)):  # the parent died before the request\n"
+    "    sys.exit(1)\n"
+    "runpy.run_module('pulumi.policy', run_name='__main__', alter_sys=True)\n"
+)
 
 
-def _die_with_parent() -> None:
-    """Runs in the child before exec: Linux kills the pack when the thread that started it dies
-    without stopping it (start and use a pack from one long-lived thread)."""
-    assert _PRCTL is not None
-    _PRCTL(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+def _pack_command() -> list[str]:
+    if sys.platform == "linux":
+        return [sys.executable, "-u", "-c", _DIE_WITH_PARENT, str(os.getpid()), NO_ENGINE, "."]
+    return [sys.executable, "-u", "-m", "pulumi.policy", NO_ENGINE, "."]
 
 
 class PolicyPackProcess:
@@ -264,14 +270,13 @@ class PolicyPackProcess:
         self._lines: queue.Queue[str | None] = queue.Queue()
         self._stderr: collections.deque[str | None] = collections.deque(maxlen=40)
         self._process = subprocess.Popen(
-            [sys.executable, "-u", "-m", "pulumi.policy", NO_ENGINE, "."],
+            _pack_command(),
             cwd=policy_pack,
             env={**os.environ, **env},
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
-            preexec_fn=_die_with_parent if _PRCTL is not None else None,
         )
         assert self._process.stdout is not None and self._process.stderr is not None
         readers = [

@@ -5,9 +5,11 @@ shipped stacks; `python -m policy_runner check`; and the process handling around
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 import textwrap
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -190,11 +192,14 @@ def fake_pack(directory: Path, body: str) -> Path:
 def gone(pid_file: Path) -> bool:
     if not pid_file.exists():
         return True  # stopped before it got as far as writing its pid
+    pid = int(pid_file.read_text())
     try:
-        os.kill(int(pid_file.read_text()), 0)
+        os.kill(pid, 0)
     except ProcessLookupError:
         return True
-    return False
+    # An orphan killed in a container whose init never reaps stays a zombie: dead all the same.
+    stat = Path(f"/proc/{pid}/stat")
+    return stat.exists() and stat.read_text().rsplit(")", 1)[1].split()[0] == "Z"
 
 
 @pytest.mark.slow
@@ -209,6 +214,30 @@ def test_the_pack_process_is_stopped_after_a_session(tmp_path: Path) -> None:
     with start_policy_pack(directory, project="p", stack="s") as running:
         assert running.pack == PackInfo("fake", "9.9.9")
         assert not gone(directory / "pid")
+    assert gone(directory / "pid")
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(sys.platform != "linux", reason="PR_SET_PDEATHSIG is Linux's")
+def test_the_pack_dies_with_the_process_that_started_it(tmp_path: Path) -> None:
+    directory = fake_pack(
+        tmp_path / "pack",
+        """
+        from pulumi_policy import PolicyPack, ResourceValidationPolicy
+        PolicyPack("fake", [ResourceValidationPolicy("never", "Never reports.", lambda args, report: None)])
+    """,
+    )
+    starter = f"""
+import os, pathlib, signal
+from policy_runner.session import start_policy_pack
+with start_policy_pack(pathlib.Path({str(directory)!r}), project="p", stack="s"):
+    os.kill(os.getpid(), signal.SIGKILL)
+"""
+    started = subprocess.run([sys.executable, "-c", starter], cwd=ROOT, timeout=120, check=False)
+    assert started.returncode == -signal.SIGKILL and (directory / "pid").exists()
+    deadline = time.monotonic() + 10
+    while not gone(directory / "pid") and time.monotonic() < deadline:
+        time.sleep(0.1)
     assert gone(directory / "pid")
 
 
