@@ -414,10 +414,11 @@ def test_a_multimodal_output_head_is_tied_by_the_top_level_flag() -> None:
 def test_llama4_counts_and_the_share_fp8_leaves_in_16_bits(fixture: str, card_total_b: float, moe_layers: int) -> None:
     model = fixture_arch(fixture)
     assert model.params_b == pytest.approx(card_total_b, rel=0.005)
-    text = json.loads((FIXTURES / fixture).read_text())["text_config"]
+    data = json.loads((FIXTURES / fixture).read_text())
+    text = data["text_config"]
     routed = text["num_local_experts"] * 3 * text["hidden_size"] * text["intermediate_size"]
     kept = model.params_b - moe_layers * routed / 1e9
-    assert kept == pytest.approx(json.loads((FIXTURES / fixture).read_text())["_unquantized_params_b"], rel=1e-4)
+    assert kept == pytest.approx(data["_unquantized_params_b"], rel=1e-4)
 
 
 @pytest.mark.parametrize(
